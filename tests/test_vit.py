@@ -1,0 +1,129 @@
+import pytest
+import torch
+
+from vitcore import (
+    CheckpointMismatchError,
+    ViTConfig,
+    VisionTransformer,
+    count_macs,
+    count_params,
+    create_vit,
+    load_state_dict_strict,
+    load_weights,
+    save_weights,
+    seed_everything,
+    vit_config,
+)
+
+
+def small_vit(**kw):
+    cfg = dict(img_size=32, patch_size=8, in_chans=3, num_classes=5, embed_dim=32, depth=2, num_heads=4)
+    return VisionTransformer(ViTConfig(**{**cfg, **kw}))
+
+
+# Reference counts: timm's vit_{tiny,small,base,large}_patch16_224 and vit_huge_patch14_224
+# with a 1000-class head (ViT paper Table 1 / timm model cards).
+@pytest.mark.parametrize(
+    "name, expected",
+    [("tiny", 5_717_416), ("small", 22_050_664), ("base", 86_567_656), ("large", 304_326_632), ("huge", 632_045_800)],
+)
+def test_parameter_counts_match_reference(name, expected):
+    with torch.device("meta"):  # no memory, no time, even for ViT-H
+        model = create_vit(name)
+    assert count_params(model) == expected
+
+
+def test_macs_match_published_gmacs():
+    with torch.device("meta"):
+        base = create_vit("base")
+    # timm lists 17.58 GMACs for ViT-B/16 at 224 (counting convention differs by <1%)
+    assert abs(count_macs(base) / 1e9 - 17.58) / 17.58 < 0.01
+
+
+@pytest.mark.parametrize("norm_style", ["pre", "post"])
+@pytest.mark.parametrize("pool", ["token", "avg"])
+def test_forward_shapes(norm_style, pool):
+    model = small_vit(norm_style=norm_style, global_pool=pool).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert model.forward_features(x).shape == (2, 1 + 16, 32)
+    assert model(x).shape == (2, 5)
+    feats, maps = model.forward_with_attention(x)
+    assert len(maps) == 2 and maps[0].shape == (2, 4, 17, 17)
+    torch.testing.assert_close(feats, model.forward_features(x), rtol=1e-5, atol=1e-5)
+
+
+def test_registers_layerscale_and_intermediate_layers():
+    model = small_vit(reg_tokens=4, init_values=1e-5, no_embed_class=True).eval()
+    assert model.pos_embed.shape == (1, 16, 32)  # patches only
+    assert model.blocks[0].ls1.gamma.shape == (32,)
+    x = torch.randn(1, 3, 32, 32)
+    outs = model.get_intermediate_layers(x, [0, -1])
+    assert [o.shape for o in outs] == [(1, 21, 32)] * 2
+    torch.testing.assert_close(outs[-1], model.forward_features(x))
+
+
+def test_fixed_sincos_embedding_is_not_trained():
+    model = small_vit(pos_embed="sincos2d")
+    assert not model.pos_embed.requires_grad
+    assert count_params(model, trainable_only=True) == count_params(model) - model.pos_embed.numel()
+
+
+def test_dynamic_image_size_resamples_positions():
+    model = small_vit(dynamic_img_size=True).eval()
+    assert model(torch.randn(1, 3, 48, 64)).shape == (1, 5)
+    with pytest.raises(ValueError, match="built for 32x32"):
+        small_vit()(torch.randn(1, 3, 48, 48))
+
+
+def test_bad_config_errors():
+    with pytest.raises(ValueError, match="not divisible by num_heads"):
+        ViTConfig(embed_dim=30, num_heads=4)
+    with pytest.raises(ValueError, match="needs class_token=True"):
+        ViTConfig(class_token=False)
+    with pytest.raises(ValueError, match="unknown preset"):
+        vit_config("gigantic")
+
+
+def test_seed_makes_runs_identical():
+    seed_everything(123)
+    a = small_vit()(torch.randn(2, 3, 32, 32))
+    seed_everything(123)
+    b = small_vit()(torch.randn(2, 3, 32, 32))
+    assert torch.equal(a, b)
+    seed_everything(124)
+    assert not torch.equal(a, small_vit()(torch.randn(2, 3, 32, 32)))
+
+
+def test_strict_loading_names_problem_keys(tmp_path):
+    model = small_vit()
+    state = model.state_dict()
+    state.pop("blocks.1.mlp.fc2.bias")
+    state["blocks.9.attn.qkv.weight"] = torch.zeros(1)
+    state["head.weight"] = torch.zeros(7, 32)
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_state_dict_strict(small_vit(), state)
+    msg = str(err.value)
+    assert "missing keys (1): blocks.1.mlp.fc2.bias" in msg
+    assert "unexpected keys (1): blocks.9.attn.qkv.weight" in msg
+    assert "head.weight: checkpoint (7, 32) vs model (5, 32)" in msg
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_save_load_round_trip(tmp_path, suffix):
+    model = small_vit().eval()
+    path = save_weights(model, tmp_path / f"w{suffix}")
+    other = small_vit().eval()
+    load_state_dict_strict(other, load_weights(path))
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.equal(model(x), other(x))
+
+
+def test_untrusted_pickle_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"w": torch.zeros(1), "obj": Evil()}, path)
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_weights(path)
