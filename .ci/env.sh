@@ -1,0 +1,5 @@
+# Environment shared by the book build and the tests: no network, CPU threads as on CI.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export MPLBACKEND=${MPLBACKEND:-module://matplotlib_inline.backend_inline}
+export PYTHONHASHSEED=0
+export PYDEVD_DISABLE_FILE_VALIDATION=1
