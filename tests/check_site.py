@@ -1,0 +1,115 @@
+"""Open every page of the built book in headless Chromium and check what a reader would see.
+
+Fails on: a request that does not load (missing image, script, stylesheet), an image with no
+pixels, an internal link to a missing page or anchor, math left as raw LaTeX, or a Python
+traceback in a cell output. Saves screenshots of the landing page and one chapter.
+
+Run after the book is built:  .venv/bin/python tests/check_site.py [_build/html]
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urldefrag, urlparse
+
+from bs4 import BeautifulSoup
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+SKIP = {"genindex.html", "search.html", "index.html"}  # index.html is only a redirect
+RAW_TEX = re.compile(r"\$\$|\\begin\{|\\frac|\\mathbf|\\mathbb|\\sqrt\{|\\\(|\\\[")
+SCREENSHOTS = {"book/intro.html": "landing.png", "notebooks/01_patches.html": "chapter.png"}
+
+# Text of the article after MathJax ran, leaving out code, rendered math and hidden helpers.
+VISIBLE_TEXT_JS = """() => {
+  const main = document.querySelector('article') || document.body;
+  const clone = main.cloneNode(true);
+  clone.querySelectorAll('pre, code, mjx-container, script, style, .highlight, .cell_input, .output')
+       .forEach(e => e.remove());
+  return clone.innerText;
+}"""
+
+
+def pages(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.html")
+                  if "_static" not in p.parts and "_sources" not in p.parts and p.name not in SKIP)
+
+
+def anchors_of(path: Path, cache: dict[Path, set[str]]) -> set[str]:
+    if path not in cache:
+        soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+        cache[path] = {t["id"] for t in soup.find_all(id=True)}
+    return cache[path]
+
+
+def check_links(page: Path, root: Path, cache: dict[Path, set[str]]) -> list[str]:
+    problems = []
+    soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+    for a in soup.find_all("a", href=True):
+        href = a["href"]
+        if urlparse(href).scheme in ("http", "https", "mailto", "javascript"):
+            continue
+        target, frag = urldefrag(href)
+        dest = page if not target else (page.parent / unquote(target)).resolve()
+        if not dest.exists():
+            problems.append(f"broken link {href!r}")
+        elif frag and dest.suffix == ".html" and frag not in anchors_of(dest, cache):
+            problems.append(f"missing anchor {href!r}")
+    return problems
+
+
+def main(root: Path) -> int:
+    root = root.resolve()
+    all_pages = pages(root)
+    if not all_pages:
+        print(f"no pages under {root}; build the book first")
+        return 1
+    shots = root.parent / "screenshots"
+    shots.mkdir(exist_ok=True)
+    failures: dict[str, list[str]] = {}
+    anchor_cache: dict[Path, set[str]] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        failed: list[str] = []
+        page.on("requestfailed", lambda r: failed.append(r.url))
+        for path in all_pages:
+            rel = path.relative_to(root).as_posix()
+            failed.clear()
+            page.goto(path.as_uri(), wait_until="load")
+            if page.evaluate("() => !!(window.MathJax && MathJax.startup)"):
+                page.evaluate("() => MathJax.startup.promise")
+            problems = [f"request failed: {u}" for u in failed if u.startswith("file:")]
+            blank = page.evaluate("() => Array.from(document.images)"
+                                  ".filter(i => i.complete && i.naturalWidth === 0).map(i => i.src)")
+            problems += [f"image did not load: {src}" for src in blank]
+            text = page.evaluate(VISIBLE_TEXT_JS)
+            problems += [f"raw LaTeX: ...{text[max(m.start() - 30, 0):m.end() + 30]!r}..."
+                         for m in RAW_TEX.finditer(text)]
+            outputs = page.evaluate("() => Array.from(document.querySelectorAll('.cell_output, .output'))"
+                                    ".map(e => e.innerText).join('\\n')")
+            if "Traceback (most recent call last)" in outputs or page.query_selector(".output.traceback"):
+                problems.append("a cell output shows a Python traceback")
+            problems += check_links(path, root, anchor_cache)
+            if rel in SCREENSHOTS:
+                page.screenshot(path=str(shots / SCREENSHOTS[rel]))
+            status = "ok" if not problems else f"{len(problems)} problem(s)"
+            print(f"[site] {rel:45s} {status}")
+            if problems:
+                failures[rel] = problems
+        browser.close()
+    for rel, problems in failures.items():
+        print(f"\n{rel}:")
+        for p in problems[:20]:
+            print("  -", p)
+    print(f"\n[site] {len(all_pages)} pages checked in Chromium, {len(failures)} with problems; "
+          f"screenshots in {shots}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else "_build/html")))
