@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from vitcore.mae import MaskedAutoencoder, random_masking
+from vitcore.patches import unpatchify
+from vitcore.vit import ViTConfig
+
+
+def tiny_mae(**kw):
+    cfg = ViTConfig(img_size=16, patch_size=4, in_chans=1, embed_dim=16, depth=1, num_heads=2, pos_embed="sincos2d")
+    return MaskedAutoencoder(cfg, decoder_dim=8, decoder_depth=1, decoder_heads=2, **kw)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.25, 0.75, 0.9])
+def test_masking_keeps_exact_count_and_restore_inverts(ratio):
+    x = torch.randn(3, 16, 5)
+    vis, mask, ids_restore = random_masking(x, ratio, torch.Generator().manual_seed(0))
+    keep = int(round(16 * (1 - ratio)))
+    assert vis.shape == (3, keep, 5)
+    assert mask.sum(1).tolist() == [16 - keep] * 3
+    # The visible tokens are exactly the unmasked rows of x.
+    for b in range(3):
+        kept = x[b][mask[b] == 0]
+        assert sorted(map(tuple, kept.tolist())) == sorted(map(tuple, vis[b].tolist()))
+    # ids_restore undoes the shuffle: a full "shuffled" sequence is put back in order.
+    ids_shuffle = ids_restore.argsort(1)
+    shuffled = torch.gather(x, 1, ids_shuffle.unsqueeze(-1).expand(-1, -1, 5))
+    assert torch.equal(torch.gather(shuffled, 1, ids_restore.unsqueeze(-1).expand(-1, -1, 5)), x)
+
+
+def test_masking_rejects_bad_ratio():
+    with pytest.raises(ValueError, match="mask_ratio"):
+        random_masking(torch.randn(1, 4, 2), 1.0)
+
+
+def test_shapes():
+    mae = tiny_mae()
+    loss, pred, mask = mae(torch.randn(2, 1, 16, 16), 0.75)
+    assert pred.shape == (2, 16, 16) and mask.shape == (2, 16) and loss.ndim == 0
+    latent, _, _ = mae.forward_encoder(torch.randn(2, 1, 16, 16), 0.75)
+    assert latent.shape == (2, 1 + 4, 16)  # the encoder saw only a quarter of the patches
+
+
+def test_loss_ignores_visible_patch_predictions():
+    mae = tiny_mae()
+    images = torch.randn(2, 1, 16, 16)
+    _, pred, mask = mae(images, 0.5)
+    base = mae.loss(images, pred, mask)
+    perturbed = pred + 5.0 * (1 - mask).unsqueeze(-1)  # change only visible-patch predictions
+    torch.testing.assert_close(mae.loss(images, perturbed, mask), base)
+    worse = pred + 5.0 * mask.unsqueeze(-1)  # change masked-patch predictions
+    assert mae.loss(images, worse, mask) > base
+
+
+def test_perfect_prediction_gives_zero_loss_and_norm_pix_target():
+    mae = tiny_mae()
+    images = torch.rand(2, 1, 16, 16)
+    target = mae.target(images)
+    assert mae.loss(images, target, torch.ones(2, 16)) == 0
+    assert torch.equal(unpatchify(target, 4, in_chans=1), images)
+    t = tiny_mae(norm_pix_loss=True).target(images)
+    torch.testing.assert_close(t.mean(-1), torch.zeros(2, 16), atol=1e-5, rtol=0)
