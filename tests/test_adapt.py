@@ -1,0 +1,71 @@
+import pytest
+import torch
+from torch import nn
+
+from vitcore.adapt import LoRALinear, add_adapters, apply_lora, freeze_except
+from vitcore.vit import ViTConfig, VisionTransformer
+
+
+def tiny_vit():
+    return VisionTransformer(ViTConfig(img_size=16, patch_size=4, in_chans=3, num_classes=4, embed_dim=16,
+                                       depth=2, num_heads=2)).eval()
+
+
+def test_lora_starts_as_base_and_merges_exactly():
+    base = nn.Linear(8, 6)
+    lora = LoRALinear(base, r=2, alpha=4)
+    x = torch.randn(3, 8)
+    torch.testing.assert_close(lora(x), base(x))  # B = 0 at init
+    with torch.no_grad():
+        lora.lora_B.normal_()
+    merged = x @ lora.merged_weight().T + base.bias
+    torch.testing.assert_close(lora(x), merged, rtol=1e-5, atol=1e-5)
+
+
+def test_apply_lora_counts_and_names():
+    model = tiny_vit()
+    names = apply_lora(model, ["attn.qkv", "mlp.fc1", "mlp.fc2"], r=4)
+    assert names == [f"blocks.{i}.{t}" for i in range(2) for t in ("attn.qkv", "mlp.fc1", "mlp.fc2")]
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    per_block = 4 * (16 + 48) + 4 * (16 + 64) + 4 * (64 + 16)  # r * (in + out) per wrapped layer
+    assert trainable == 2 * per_block
+    with pytest.raises(ValueError, match="match no nn.Linear"):
+        apply_lora(tiny_vit(), ["attn.query"])
+
+
+def test_from_scratch_lora_equals_peft():
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    ref = tiny_vit()
+    ours = tiny_vit()
+    ours.load_state_dict(ref.state_dict())
+    targets = ["attn.qkv", "mlp.fc1", "mlp.fc2"]
+    peft_model = get_peft_model(ref, LoraConfig(r=4, lora_alpha=8, target_modules=targets, lora_dropout=0.0))
+    apply_lora(ours, targets, r=4, alpha=8)
+    # Give both the same non-zero LoRA factors.
+    with torch.no_grad():
+        for name, module in ours.named_modules():
+            if isinstance(module, LoRALinear):
+                module.lora_B.normal_()
+                peft_layer = peft_model.base_model.model.get_submodule(name)
+                peft_layer.lora_A["default"].weight.copy_(module.lora_A)
+                peft_layer.lora_B["default"].weight.copy_(module.lora_B)
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(ours(x), peft_model(x), rtol=1e-5, atol=1e-5)
+    assert sum(p.numel() for p in ours.parameters() if p.requires_grad) == sum(
+        p.numel() for p in peft_model.parameters() if p.requires_grad)
+    merged = peft_model.merge_and_unload()
+    for name, module in ours.named_modules():
+        if isinstance(module, LoRALinear):
+            torch.testing.assert_close(module.merged_weight(), merged.get_submodule(name).weight, rtol=1e-5, atol=1e-6)
+
+
+def test_adapters_start_as_identity_and_count():
+    model = tiny_vit()
+    x = torch.randn(2, 3, 16, 16)
+    before = model(x)
+    n = add_adapters(model, bottleneck=4)
+    assert n == 2 * (16 * 4 + 4 + 4 * 16 + 16)
+    torch.testing.assert_close(model(x), before)
+    assert freeze_except(model, ["head."]) == 16 * 4 + 4

@@ -1,0 +1,114 @@
+"""Adapting a pretrained ViT cheaply: LoRA (Hu et al., 2022) and bottleneck adapters (Houlsby et al., 2019).
+
+LoRA freezes a linear layer ``W`` and learns a low-rank update: ``y = W x + (alpha / r) * B A x``
+with ``A: (r, in)``, ``B: (out, r)``, ``B`` starting at zero so training starts from the
+pretrained model. After training the update can be merged: ``W' = W + (alpha / r) B A``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+__all__ = ["LoRALinear", "apply_lora", "Adapter", "MlpWithAdapter", "add_adapters", "freeze_except"]
+
+
+class LoRALinear(nn.Module):
+    """A frozen ``nn.Linear`` plus a trainable rank-``r`` update."""
+
+    def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        if r <= 0:
+            raise ValueError(f"LoRA rank must be positive, got {r}")
+        self.base = base
+        for p in self.base.parameters():
+            p.requires_grad = False
+        self.r, self.scaling = r, alpha / r
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as nn.Linear's default init
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (self.dropout(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
+
+    def merged_weight(self) -> torch.Tensor:
+        """``W + (alpha / r) B A``: the plain linear layer this module equals."""
+        return self.base.weight + self.scaling * self.lora_B @ self.lora_A
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+def apply_lora(
+    model: nn.Module, target_modules: Iterable[str] = ("attn.qkv",), r: int = 8, alpha: float = 16.0,
+    dropout: float = 0.0,
+) -> list[str]:
+    """Wrap every ``nn.Linear`` whose name ends with a target (e.g. ``"attn.qkv"``, ``"mlp.fc1"``).
+
+    Freezes the whole model first, so only the LoRA factors train (unfreeze a head yourself).
+    Returns the wrapped module names; raises if a target matches nothing.
+    """
+    targets = tuple(target_modules)
+    for p in model.parameters():
+        p.requires_grad = False
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.endswith(targets)]
+    unmatched = [t for t in targets if not any(n.endswith(t) for n in names)]
+    if unmatched:
+        raise ValueError(f"target modules {unmatched} match no nn.Linear in the model")
+    for n in names:
+        _replace(model, n, LoRALinear(model.get_submodule(n), r, alpha, dropout))
+    return names
+
+
+class Adapter(nn.Module):
+    """Bottleneck adapter: ``x + up(GELU(down(x)))``, ``up`` zero-initialised (starts as identity)."""
+
+    def __init__(self, dim: int, bottleneck: int = 16) -> None:
+        super().__init__()
+        self.down = nn.Linear(dim, bottleneck)
+        self.act = nn.GELU()
+        self.up = nn.Linear(bottleneck, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.up(self.act(self.down(x)))
+
+
+class MlpWithAdapter(nn.Module):
+    """A block's MLP followed by an adapter (the serial placement of Houlsby et al.)."""
+
+    def __init__(self, mlp: nn.Module, adapter: Adapter) -> None:
+        super().__init__()
+        self.mlp = mlp
+        self.adapter = adapter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adapter(self.mlp(x))
+
+
+def add_adapters(model: nn.Module, bottleneck: int = 16) -> int:
+    """Put an adapter after the MLP of every block in ``model.blocks``; freeze everything else.
+
+    Returns the number of trainable (adapter) parameters.
+    """
+    for p in model.parameters():
+        p.requires_grad = False
+    for blk in model.blocks:  # type: ignore[attr-defined]
+        dim = blk.mlp.fc2.out_features
+        blk.mlp = MlpWithAdapter(blk.mlp, Adapter(dim, bottleneck))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def freeze_except(model: nn.Module, trainable_prefixes: Iterable[str]) -> int:
+    """Train only parameters whose name starts with one of the prefixes; return their count."""
+    prefixes = tuple(trainable_prefixes)
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith(prefixes)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
