@@ -1,0 +1,63 @@
+import torch
+
+from vitcore.boxes import format_box, parse_box
+from vitcore.vit import ViTConfig, VisionTransformer
+from vitcore.vlm import GroundingTokenizer, TinyLM, VisionLanguageModel
+
+WORDS = "find the red blue bag sandal on left right".split()
+
+
+def tiny_vlm(**kw):
+    vit = VisionTransformer(ViTConfig(img_size=16, patch_size=4, in_chans=1, num_classes=0, embed_dim=16,
+                                      depth=2, num_heads=2))
+    tok = GroundingTokenizer(WORDS, grid=100)
+    return VisionLanguageModel(vit, TinyLM(len(tok), dim=16, depth=1, num_heads=2, max_len=64), **kw), tok
+
+
+def test_tokenizer_box_round_trip_with_one_token_per_coordinate():
+    tok = GroundingTokenizer(WORDS)
+    text = "find the red bag " + format_box((12, 30, 400, 1000))
+    ids = tok.encode(text, bos=True, eos=True)
+    assert tok.itos[ids[5]] == "<box>" and tok.itos[ids[7]] == "12"
+    assert len(ids) == 2 + 4 + 11  # bos/eos, 4 words, <box> ( x , y , x , y ) </box>
+    assert tok.decode(ids) == text
+    assert parse_box(tok.decode(ids)) == (12, 30, 400, 1000)
+    assert tok.encode("find the zebra")[-1] == tok.unk_id
+
+
+def test_image_tokens_and_frozen_vision():
+    model, _ = tiny_vlm()
+    img = model.image_tokens(torch.randn(2, 1, 16, 16))
+    assert img.shape == (2, 16, 16)  # 16 patches, CLS dropped, LM width 16
+    assert not any(p.requires_grad for p in model.vision.parameters())
+    model2, _ = tiny_vlm(use_prefix_tokens=True, feature_layer=0)
+    assert model2.image_tokens(torch.randn(1, 1, 16, 16)).shape == (1, 17, 16)
+
+
+def test_loss_counts_answer_tokens_only_and_learns_a_fixed_answer():
+    torch.manual_seed(0)
+    model, tok = tiny_vlm()
+    prompt = tok.encode("find the bag", bos=True)
+    answer = tok.encode(format_box((10, 20, 30, 40)), eos=True)
+    ids = torch.tensor([prompt + answer] * 4)
+    mask = torch.tensor([[0] * len(prompt) + [1] * len(answer)] * 4)
+    images = torch.randn(4, 1, 16, 16)
+    base = model.loss(images, ids, mask)
+    # A different answer changes the loss; the prompt tokens are never targets.
+    ids_alt = ids.clone()
+    ids_alt[:, len(prompt) + 2] = tok.stoi["77"]
+    assert not torch.isclose(model.loss(images, ids_alt, mask), base)
+    no_answer = torch.zeros_like(mask)
+    no_answer[:, -1] = 1  # only the final <eos> is a target
+    logits = model.logits(images, ids[:, :-1])
+    expected = torch.nn.functional.cross_entropy(logits[:, -1], ids[:, -1])
+    torch.testing.assert_close(model.loss(images, ids, no_answer), expected)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(150):
+        opt.zero_grad()
+        loss = model.loss(images, ids, mask)
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+    out = model.generate(images[:2], torch.tensor([prompt] * 2), max_new_tokens=15, eos_id=tok.eos_id)
+    assert parse_box(tok.decode(out[0].tolist()), grid=100) == (10, 20, 30, 40)

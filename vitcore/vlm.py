@@ -1,0 +1,162 @@
+"""A ViT as the eye of a small language model (LLaVA-style: Liu et al., 2023; Qwen-VL: Bai et al., 2023).
+
+The vision encoder turns an image into patch tokens; a connector (an MLP projector) maps them
+to the language model's width; the language model reads ``[image tokens; instruction tokens]``
+and writes the answer token by token. Image and text tokens share one causal self-attention,
+which is all the cross-modal attention there is. Patch tokens keep their 2D position because the
+ViT added its position embedding before they enter the language model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .block import Block
+from .boxes import GRID
+from .vit import VisionTransformer
+
+__all__ = ["GroundingTokenizer", "Connector", "TinyLM", "VisionLanguageModel"]
+
+_TOKEN_RE = re.compile(r"</?box>|<\w+>|\d+|[A-Za-z]+|[^\sA-Za-z\d]")
+SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>", "<box>", "</box>", "(", ")", ",", "."]
+_NO_SPACE_BEFORE = {"(", ")", ",", ".", "</box>"}
+_NO_SPACE_AFTER = {"(", ",", "<box>"}
+
+
+class GroundingTokenizer:
+    """Word-level tokenizer with one token per coordinate value ``0..grid`` (Pix2Seq's quantised bins).
+
+    ``"find the bag <box>(12,30,400,512)</box>"`` -> ``find, the, bag, <box>, (, 12, ",", 30, ...``.
+    Words outside the vocabulary become ``<unk>``.
+    """
+
+    def __init__(self, words: Iterable[str], grid: int = GRID) -> None:
+        words = sorted({w.lower() for w in words} - set(SPECIALS))
+        self.grid = grid
+        self.itos = SPECIALS + [str(i) for i in range(grid + 1)] + [w for w in words if not w.isdigit()]
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = (self.stoi[t] for t in SPECIALS[:4])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    @staticmethod
+    def split(text: str) -> list[str]:
+        return _TOKEN_RE.findall(text.lower())
+
+    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        ids = [self.stoi.get(t, self.unk_id) for t in self.split(text)]
+        return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Ids -> text, stopping at ``<eos>``; the inverse of :meth:`encode` on canonical text."""
+        out: list[str] = []
+        for i in ids:
+            tok = self.itos[int(i)]
+            if tok in ("<pad>", "<bos>"):
+                continue
+            if tok == "<eos>":
+                break
+            if out and tok not in _NO_SPACE_BEFORE and out[-1] not in _NO_SPACE_AFTER:
+                out.append(" ")
+            out.append(tok)
+        return "".join(out)
+
+
+class Connector(nn.Module):
+    """MLP projector from vision width to language width (LLaVA-1.5's two-layer MLP)."""
+
+    def __init__(self, vision_dim: int, lm_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(vision_dim, lm_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(lm_dim, lm_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TinyLM(nn.Module):
+    """A small decoder-only Transformer that takes input *embeddings* (so image tokens can be prepended)."""
+
+    def __init__(self, vocab_size: int, dim: int = 128, depth: int = 4, num_heads: int = 4, max_len: int = 128) -> None:
+        super().__init__()
+        self.tok_embed = nn.Embedding(vocab_size, dim)
+        self.pos_embed = nn.Parameter(torch.randn(1, max_len, dim) * 0.02)
+        self.blocks = nn.ModuleList(Block(dim, num_heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.lm_head = nn.Linear(dim, vocab_size, bias=False)
+        self.max_len = max_len
+
+    def forward(self, embeds: torch.Tensor) -> torch.Tensor:
+        """``(B, L, D)`` embeddings -> next-token logits ``(B, L, V)`` under a causal mask."""
+        n = embeds.shape[1]
+        if n > self.max_len:
+            raise ValueError(f"sequence of {n} tokens exceeds max_len={self.max_len}")
+        x = embeds + self.pos_embed[:, :n]
+        mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+        for blk in self.blocks:
+            x = blk(x, attn_mask=mask)
+        return self.lm_head(self.norm(x))
+
+
+class VisionLanguageModel(nn.Module):
+    """ViT -> connector -> TinyLM. ``feature_layer`` picks the ViT block whose tokens are used."""
+
+    def __init__(self, vision: VisionTransformer, lm: TinyLM, feature_layer: int = -1,
+                 use_prefix_tokens: bool = False, freeze_vision: bool = True) -> None:
+        super().__init__()
+        self.vision = vision
+        self.connector = Connector(vision.config.embed_dim, lm.tok_embed.embedding_dim)
+        self.lm = lm
+        self.feature_layer = feature_layer
+        self.use_prefix_tokens = use_prefix_tokens
+        self.freeze_vision = freeze_vision
+        if freeze_vision:
+            for p in self.vision.parameters():
+                p.requires_grad = False
+
+    def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, N_img, D_lm)``: patch tokens of the chosen ViT block, projected."""
+        with torch.set_grad_enabled(not self.freeze_vision and torch.is_grad_enabled()):
+            if self.freeze_vision:
+                self.vision.eval()
+            tokens = self.vision.get_intermediate_layers(images, [self.feature_layer])[0]  # (B, T, Dv)
+        if not self.use_prefix_tokens:
+            tokens = tokens[:, self.vision.num_prefix_tokens :]
+        return self.connector(tokens)
+
+    def logits(self, images: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Logits for the text positions only: ``(B, L_text, V)``."""
+        img = self.image_tokens(images)
+        x = torch.cat([img, self.lm.tok_embed(ids)], dim=1)  # (B, N_img + L, D)
+        return self.lm(x)[:, img.shape[1] :]
+
+    def loss(self, images: torch.Tensor, ids: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy on answer tokens only (``answer_mask`` marks them in ``ids``)."""
+        logits = self.logits(images, ids[:, :-1])  # predict ids[:, 1:]
+        target = ids[:, 1:].masked_fill(~answer_mask[:, 1:].bool(), -100)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+
+    @torch.no_grad()
+    def generate(self, images: torch.Tensor, prompt_ids: torch.Tensor, max_new_tokens: int = 12,
+                 eos_id: int | None = None) -> torch.Tensor:
+        """Greedy decoding: append the most likely token until ``eos_id`` or ``max_new_tokens``."""
+        img = self.image_tokens(images)
+        ids = prompt_ids
+        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+        for _ in range(max_new_tokens):
+            x = torch.cat([img, self.lm.tok_embed(ids)], dim=1)
+            nxt = self.lm(x)[:, -1].argmax(-1)  # (B,)
+            if eos_id is not None:
+                nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
+                done |= nxt == eos_id
+            ids = torch.cat([ids, nxt[:, None]], dim=1)
+            if eos_id is not None and done.all():
+                break
+        return ids[:, prompt_ids.shape[1] :]
