@@ -1,7 +1,7 @@
 """Looking inside a ViT: attention maps, attention rollout, attention distance, PCA colours.
 
 Fused attention (``F.scaled_dot_product_attention``) never materialises the attention matrix,
-so it cannot return it. :meth:`VisionTransformer.forward_with_attention` runs the explicit path
+so it cannot return it. :meth:`vitcore.vit.VisionTransformer.forward_with_attention` runs the explicit path
 (same result, tested) and returns each block's weights ``(B, heads, T, T)``.
 """
 

@@ -54,7 +54,7 @@ class GroundingTokenizer:
         return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Ids -> text, stopping at ``<eos>``; the inverse of :meth:`encode` on canonical text."""
+        """Ids -> text, stopping at ``<eos>``; the inverse of :meth:`~vitcore.vlm.GroundingTokenizer.encode` on canonical text."""
         out: list[str] = []
         for i in ids:
             tok = self.itos[int(i)]
