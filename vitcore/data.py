@@ -348,17 +348,20 @@ def make_loader(
     device: str | torch.device = "cpu",
     seed: int = 0,
     workers: int = 0,
+    augment: bool | None = None,
     **kwargs: object,
 ) -> TensorLoader | DataLoader:
     """A loader over Fashion-MNIST (or a stratified subset of ``n`` images).
 
-    ``train`` (default: ``split == "train"``) shuffles and augments. With ``workers=0`` (the
+    ``train`` (default: ``split == "train"``) shuffles, drops the last partial batch and (unless
+    ``augment`` says otherwise) augments. With ``workers=0`` (the
     default, fastest for these small images) it is a :class:`TensorLoader` on ``device``; with
     ``workers > 0`` a ``DataLoader`` over :class:`FashionMNIST` with that many processes.
     """
     train = (split == "train") if train is None else train
+    augment = train if augment is None else augment
     if workers > 0:
-        ds = FashionMNIST(split, n, seed, augment=train)
+        ds = FashionMNIST(split, n, seed, augment=augment)
         g = torch.Generator().manual_seed(seed)
         return DataLoader(ds, batch_size, shuffle=train, num_workers=workers, generator=g,
                           drop_last=train, persistent_workers=True)
@@ -366,5 +369,5 @@ def make_loader(
     if n is not None:
         keep = stratified_indices(labels, n, seed)
         images, labels = images[keep], labels[keep]
-    return TensorLoader(images, labels, batch_size, shuffle=train, augment=train, drop_last=train,
+    return TensorLoader(images, labels, batch_size, shuffle=train, augment=augment, drop_last=train,
                         device=device, seed=seed, **kwargs)  # type: ignore[arg-type]
