@@ -50,6 +50,7 @@ class GroundingTokenizer:
         return _TOKEN_RE.findall(text.lower())
 
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        """Text -> token ids, optionally wrapped in ``<bos>`` / ``<eos>``."""
         ids = [self.stoi.get(t, self.unk_id) for t in self.split(text)]
         return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
 
