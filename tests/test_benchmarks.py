@@ -1,0 +1,65 @@
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vit_throughput.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("vit_throughput", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["vit_throughput"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_run_as_a_script(tmp_path):
+    out = tmp_path / "smoke.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--threads", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| micro | infer |" in proc.stdout and "| micro | train |" in proc.stdout
+    res = json.loads(out.read_text())
+    assert res["models"]["micro"]["max_abs_logit_diff"] < 1e-5  # same weights, same outputs
+    assert [(r["mode"], r["impl"]) for r in res["results"]] == [
+        ("infer", "vitcore"), ("infer", "timm"), ("train", "vitcore"), ("train", "timm")]
+    for r in res["results"]:
+        assert len(r["img_per_s"]) == 2 and all(v > 0 for v in r["img_per_s"])
+
+
+def test_bf16_inference_in_process():
+    bench = load_script()
+    res = bench.main(["--smoke", "--modes", "infer", "--dtype", "bf16", "--repeats", "1"])
+    assert [r["impl"] for r in res["results"]] == ["vitcore", "timm"]
+    assert res["models"]["micro"]["gflop_fwd_per_img"] > 0
+
+
+def test_bad_arguments_are_refused():
+    bench = load_script()
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--modes", "infer,sample"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--batch", "0"])
+    with pytest.raises(ValueError, match="unknown model"):
+        bench.build_pair("gigantic", torch.device("cpu"))
+
+
+def test_cpu_peak_memory_sees_a_large_allocation():
+    bench = load_script()
+
+    def step():
+        x = torch.ones(64 * 2**20 // 4)  # 64 MiB of float32, touched
+        x.add_(1)
+
+    peak = bench.measure_peak_mib(step, torch.device("cpu"))
+    if bench._cpu_peak_supported():
+        assert 60 <= peak <= 200
+    else:
+        assert peak is None
