@@ -1,0 +1,536 @@
+"""Composed scenes: real objects pasted onto a canvas or a photo, with exact boxes and masks.
+
+Several chapters need images whose contents are known exactly: CLIP (chapter 9) needs captions
+such as "a red sandal left of a blue bag", visual grounding (chapter 13) needs tight boxes and
+distractors of the same kind, segmentation (chapter 15) needs per-pixel masks. A
+:class:`SceneComposer` pastes
+
+- Fashion-MNIST items (their mask is where the pixels are bright; they are tinted with a named
+  colour, keeping the item's own shading), and optionally
+- Tux Paint stamps (``/usr/share/tuxpaint/stamps``, RGBA pictures, each with an English caption
+  in the ``.txt`` file beside it), in their own colours,
+
+onto a plain canvas, noise, or random crops of real textures and photos from ``skimage.data``.
+Every pasted pixel is recorded in an instance mask, so boxes are the tight boxes of the *visible*
+pixels of each object (after any occlusion) and masks and boxes always agree.
+
+Coordinates: ``box = (x1, y1, x2, y2)`` in pixels, ``x1, y1`` the first column/row that holds
+the object and ``x2, y2`` one past the last, so the object's pixels are ``mask[y1:y2, x1:x2]``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "COLOURS", "FASHION_NAMES", "TEXTURES", "STAMP_DIR",
+    "Stamp", "load_stamps", "load_texture",
+    "ObjectSpec", "Scenes", "SceneComposer",
+    "object_phrase", "caption", "referring_expression",
+]
+
+# Named tints (RGB in [0, 1]); an item is drawn as ``tint * shade`` with shade from its own pixels.
+COLOURS: dict[str, tuple[float, float, float]] = {
+    "red": (0.95, 0.12, 0.10),
+    "green": (0.15, 0.80, 0.20),
+    "blue": (0.20, 0.40, 1.00),
+    "yellow": (0.98, 0.90, 0.10),
+    "white": (1.00, 1.00, 1.00),
+    "orange": (1.00, 0.55, 0.05),
+    "purple": (0.65, 0.25, 0.90),
+    "cyan": (0.10, 0.90, 0.95),
+}
+
+# Fashion-MNIST's ten classes as words that read well in a caption ("a red t-shirt").
+FASHION_NAMES: tuple[str, ...] = (
+    "t-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
+)
+
+# skimage.data images that make good backgrounds (grey ones are repeated into RGB).
+TEXTURES: tuple[str, ...] = ("brick", "grass", "gravel", "coffee", "rocket", "chelsea", "astronaut", "camera")
+
+STAMP_DIR = Path("/usr/share/tuxpaint/stamps")
+_PLAIN = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0), "gray": (0.5, 0.5, 0.5)}
+
+
+# ----------------------------------------------------------------------------- sources
+@dataclass
+class Stamp:
+    """A Tux Paint stamp: RGB ``(h, w, 3)`` float in [0, 1], a boolean mask ``(h, w)``, a name, a caption."""
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    name: str
+    caption: str
+    path: Path
+
+
+def _stamp_name(path: Path) -> str:
+    """``frog-1.png`` -> ``frog``; ``adelaide-rosella.png`` -> ``adelaide rosella``."""
+    stem = path.stem.lower().replace("_", " ").replace("-", " ")
+    words = [w for w in stem.split() if not w.isdigit()]
+    return " ".join(words) or path.stem
+
+
+def load_stamps(
+    categories: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+    size: int = 32,
+    root: str | Path = STAMP_DIR,
+    limit: int | None = None,
+) -> list[Stamp]:
+    """Tux Paint stamps under ``root/<category>/...``, shrunk so the longer side is ``size`` px.
+
+    ``categories``: top-level folders such as ``("animals", "food")`` (default: all); ``names``:
+    keep only stamps whose name is in this list. The caption is the first line of the ``.txt``
+    file beside the picture (its English text), or the name when there is none.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"no Tux Paint stamps at {root}; install the Debian package tuxpaint-stamps-default")
+    folders = [root / c for c in categories] if categories else [root]
+    for f in folders:
+        if not f.is_dir():
+            known = sorted(p.name for p in root.iterdir() if p.is_dir())
+            raise ValueError(f"no stamp category {f.name!r}; choose from {known}")
+    paths = sorted(p for f in folders for p in f.rglob("*.png"))
+    stamps: list[Stamp] = []
+    for p in paths:
+        name = _stamp_name(p)
+        if names is not None and name not in names:
+            continue
+        img = Image.open(p).convert("RGBA")
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
+        arr = np.asarray(img, dtype=np.float32) / 255.0  # (h, w, 4)
+        mask = arr[..., 3] > 0.5
+        if not mask.any():
+            continue
+        ys, xs = np.nonzero(mask)
+        sl = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        txt = p.with_suffix(".txt")
+        cap = txt.read_text(encoding="utf-8", errors="replace").splitlines()[0].strip() if txt.is_file() else name
+        stamps.append(Stamp(np.ascontiguousarray(arr[sl][..., :3]), mask[sl].copy(), name, cap, p))
+        if limit is not None and len(stamps) >= limit:
+            break
+    if not stamps:
+        raise ValueError(f"no stamps matched categories={categories} names={names} under {root}")
+    return stamps
+
+
+@functools.lru_cache(maxsize=16)
+def _texture(name: str) -> np.ndarray:
+    import skimage.data
+
+    if name not in TEXTURES:
+        raise ValueError(f"unknown texture {name!r}; choose from {TEXTURES}")
+    img = getattr(skimage.data, name)().astype(np.float32) / 255.0
+    return np.repeat(img[..., None], 3, -1) if img.ndim == 2 else img[..., :3]
+
+
+def load_texture(name: str, scale: float = 0.25) -> np.ndarray:
+    """A ``skimage.data`` image as float RGB ``(H, W, 3)``, shrunk by ``scale`` (so crops show structure)."""
+    img = torch.from_numpy(_texture(name)).permute(2, 0, 1)[None]  # (1, 3, H, W)
+    h, w = max(1, round(img.shape[2] * scale)), max(1, round(img.shape[3] * scale))
+    img = F.interpolate(img, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    return img[0].permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+# ----------------------------------------------------------------------------- scenes
+@dataclass
+class ObjectSpec:
+    """What to paste; ``None`` fields are drawn at random.
+
+    ``label``: class index into :attr:`SceneComposer.class_names` (Fashion-MNIST classes first,
+    then stamp names); ``colour``: index into :attr:`SceneComposer.colour_names` (ignored for
+    stamps, which keep their own colours); ``size``: side of the object's frame in pixels;
+    ``xy``: top-left corner of its tight box on the canvas; ``item``: which image of that class.
+    """
+
+    label: int | None = None
+    colour: int | None = None
+    size: int | None = None
+    xy: tuple[int, int] | None = None
+    item: int | None = None
+
+
+@dataclass
+class Scenes:
+    """A batch of composed scenes. ``K`` is the largest number of objects; padding rows hold -1.
+
+    - ``images`` ``(B, 3, H, W)`` float in [0, 1]
+    - ``boxes`` ``(B, K, 4)`` long, tight ``(x1, y1, x2, y2)`` of each object's visible pixels
+    - ``labels``, ``colours`` ``(B, K)`` long (colour -1: a stamp in its own colours)
+    - ``instance_masks`` ``(B, H, W)`` long: 0 background, ``k + 1`` for object ``k``
+    - ``semantic_masks`` ``(B, H, W)`` long: 0 background, ``label + 1``
+    - ``num_objects`` ``(B,)``; ``backgrounds``: the background name of each scene
+    """
+
+    images: torch.Tensor
+    boxes: torch.Tensor
+    labels: torch.Tensor
+    colours: torch.Tensor
+    instance_masks: torch.Tensor
+    semantic_masks: torch.Tensor
+    num_objects: torch.Tensor
+    class_names: tuple[str, ...]
+    colour_names: tuple[str, ...]
+    backgrounds: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def objects(self, i: int) -> list[dict]:
+        """The objects of scene ``i`` as dicts (label, name, colour, colour_name, box, centre)."""
+        out = []
+        for k in range(int(self.num_objects[i])):
+            lab, col = int(self.labels[i, k]), int(self.colours[i, k])
+            x1, y1, x2, y2 = self.boxes[i, k].tolist()
+            out.append(dict(
+                label=lab, name=self.class_names[lab], colour=col,
+                colour_name=self.colour_names[col] if col >= 0 else None,
+                box=(x1, y1, x2, y2), centre=((x1 + x2) / 2, (y1 + y2) / 2),
+            ))
+        return out
+
+
+class SceneComposer:
+    """Pastes tinted Fashion-MNIST items (and optional stamps) onto backgrounds; seeded and fast.
+
+    ``items`` ``(N, 28, 28)`` uint8 with ``item_labels`` ``(N,)`` (e.g. from
+    :func:`vitcore.data.load_fashion_mnist`); ``stamps`` from :func:`load_stamps`.
+    ``background``: ``"black"``, ``"white"``, ``"gray"``, ``"noise"``, a name from :data:`TEXTURES`,
+    or a list of these (one drawn per scene). ``object_size``: (min, max) side of an item's frame.
+    ``allow_overlap=False`` keeps objects ``min_gap`` pixels apart (so none is hidden);
+    with overlap allowed later objects cover earlier ones and boxes shrink to what stays visible.
+    """
+
+    def __init__(
+        self,
+        items: torch.Tensor | np.ndarray | None = None,
+        item_labels: torch.Tensor | np.ndarray | None = None,
+        class_names: Sequence[str] = FASHION_NAMES,
+        stamps: Sequence[Stamp] = (),
+        canvas_size: int | tuple[int, int] = 64,
+        object_size: tuple[int, int] = (20, 32),
+        colours: Sequence[str] = ("red", "green", "blue", "yellow", "white"),
+        background: str | Sequence[str] = "black",
+        threshold: int = 40,
+        allow_overlap: bool = False,
+        min_gap: int = 1,
+        min_visible: int = 8,
+        max_tries: int = 100,
+    ) -> None:
+        self.h, self.w = (canvas_size, canvas_size) if isinstance(canvas_size, int) else tuple(canvas_size)
+        lo, hi = object_size
+        if not 4 <= lo <= hi:
+            raise ValueError(f"object_size must be (min, max) with 4 <= min <= max, got {object_size}")
+        if hi > min(self.h, self.w):
+            raise ValueError(f"objects of up to {hi}px do not fit on a {self.h}x{self.w} canvas; lower object_size")
+        self.object_size = (lo, hi)
+        if items is None and not stamps:
+            raise ValueError("give items (Fashion-MNIST images with labels) or stamps, or both")
+        self.items = np.asarray(items if items is not None else np.zeros((0, 28, 28), np.uint8))
+        if self.items.dtype != np.uint8 or self.items.ndim != 3:
+            raise ValueError(f"items must be uint8 (N, H, W), got {self.items.dtype} {self.items.shape}")
+        labels = np.asarray(item_labels if item_labels is not None else np.zeros(0, np.int64)).astype(np.int64)
+        if len(labels) != len(self.items):
+            raise ValueError(f"{len(self.items)} items but {len(labels)} labels")
+        n_item_classes = len(class_names) if len(self.items) else 0
+        if len(labels) and labels.max() >= len(class_names):
+            raise ValueError(f"item label {labels.max()} has no name in class_names ({len(class_names)} names)")
+        self.stamps = list(stamps)
+        self.class_names = tuple(class_names)[:n_item_classes] + tuple(s.name for s in self.stamps)
+        self.n_item_classes = n_item_classes
+        self._by_class = [np.nonzero(labels == c)[0] for c in range(n_item_classes)]
+        unknown = [c for c in colours if c not in COLOURS]
+        if unknown or not colours:
+            raise ValueError(f"unknown colours {unknown}; choose from {list(COLOURS)}")
+        self.colour_names = tuple(colours)
+        self._tints = np.array([COLOURS[c] for c in colours], np.float32)  # (C, 3)
+        bgs = [background] if isinstance(background, str) else list(background)
+        for b in bgs:
+            if b not in _PLAIN and b != "noise" and b not in TEXTURES:
+                raise ValueError(f"unknown background {b!r}; choose from {list(_PLAIN) + ['noise'] + list(TEXTURES)}")
+        self.backgrounds = bgs
+        self._textures = {b: load_texture(b, max(0.12, 2.5 * max(self.h, self.w) / min(_texture(b).shape[:2])))
+                          for b in bgs if b in TEXTURES}
+        self.threshold, self.allow_overlap = threshold, allow_overlap
+        self.min_gap, self.min_visible, self.max_tries = min_gap, min_visible, max_tries
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # ------------------------------------------------------------------ pieces
+    def _background(self, name: str, rng: np.random.Generator) -> np.ndarray:
+        if name in _PLAIN:
+            return np.broadcast_to(np.array(_PLAIN[name], np.float32), (self.h, self.w, 3)).copy()
+        if name == "noise":
+            return (rng.random((self.h, self.w, 3), dtype=np.float32) * 0.5).astype(np.float32)
+        tex = self._textures[name]
+        y = rng.integers(0, tex.shape[0] - self.h + 1)
+        x = rng.integers(0, tex.shape[1] - self.w + 1)
+        return tex[y : y + self.h, x : x + self.w].copy()
+
+    def _sprite(self, spec: ObjectSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Resolve ``spec`` -> (rgb (h, w, 3), mask (h, w) bool, label, colour), cropped tight."""
+        label = spec.label if spec.label is not None else int(rng.integers(self.num_classes))
+        if not 0 <= label < self.num_classes:
+            raise ValueError(f"label {label} out of range 0..{self.num_classes - 1}")
+        size = spec.size if spec.size is not None else int(rng.integers(self.object_size[0], self.object_size[1] + 1))
+        if not 4 <= size <= min(self.h, self.w):
+            raise ValueError(f"object size {size} does not fit on a {self.h}x{self.w} canvas")
+        if label < self.n_item_classes:
+            pool = self._by_class[label]
+            if len(pool) == 0:
+                raise ValueError(f"no item of class {label} ({self.class_names[label]!r}) among the items")
+            idx = pool[spec.item % len(pool)] if spec.item is not None else pool[rng.integers(len(pool))]
+            g = torch.from_numpy(self.items[idx]).float()[None, None]  # (1, 1, 28, 28)
+            if size != g.shape[-1]:
+                g = F.interpolate(g, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            g = g[0, 0].numpy()
+            mask = g > self.threshold
+            if not mask.any():
+                raise ValueError(f"item {idx} has no pixel above threshold {self.threshold} at size {size}")
+            colour = spec.colour if spec.colour is not None else int(rng.integers(len(self.colour_names)))
+            if not 0 <= colour < len(self.colour_names):
+                raise ValueError(f"colour {colour} out of range 0..{len(self.colour_names) - 1}")
+            shade = 0.35 + 0.65 * np.clip(g / 255.0, 0, 1)  # keep the item's own folds and seams
+            rgb = shade[..., None] * self._tints[colour]  # (size, size, 3)
+        else:
+            st = self.stamps[label - self.n_item_classes]
+            scale = size / max(st.mask.shape)
+            if scale < 1:
+                h, w = max(1, round(st.mask.shape[0] * scale)), max(1, round(st.mask.shape[1] * scale))
+                t = torch.from_numpy(np.concatenate([st.rgb, st.mask[..., None]], -1)).permute(2, 0, 1)[None]
+                t = F.interpolate(t.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0]
+                rgb, mask = t[:3].permute(1, 2, 0).numpy(), t[3].numpy() > 0.5
+            else:
+                rgb, mask = st.rgb, st.mask
+            colour = -1
+            if not mask.any():
+                raise ValueError(f"stamp {st.name!r} vanishes at size {size}")
+        ys, xs = np.nonzero(mask)
+        sl = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        return np.ascontiguousarray(rgb[sl]), mask[sl], label, colour
+
+    def _place(self, shapes: list[tuple[int, int]], fixed: list, rng: np.random.Generator) -> list[tuple[int, int]]:
+        """Top-left corners ``(x, y)`` for sprites of ``shapes`` (h, w); ``fixed[k]`` an (x, y) or None.
+
+        Without overlap, objects go in one at a time (biggest first), each at a position drawn
+        uniformly among all positions that keep ``min_gap`` pixels from those already placed.
+        """
+        for h, w in shapes:
+            if h > self.h or w > self.w:
+                raise ValueError(f"an object of {h}x{w}px does not fit on a {self.h}x{self.w} canvas")
+        for (h, w), xy in zip(shapes, fixed):
+            if xy is not None and not (0 <= xy[0] <= self.w - w and 0 <= xy[1] <= self.h - h):
+                raise ValueError(f"position {xy} puts a {h}x{w} object outside the {self.h}x{self.w} canvas")
+        fixed_boxes = [(xy[0], xy[1], xy[0] + w, xy[1] + h) for (h, w), xy in zip(shapes, fixed) if xy is not None]
+        if not self.allow_overlap and not _disjoint(fixed_boxes, self.min_gap):
+            raise ValueError(f"the fixed positions {fixed} make objects overlap and allow_overlap is False")
+        free_ks = sorted((k for k in range(len(shapes)) if fixed[k] is None), key=lambda k: -shapes[k][0] * shapes[k][1])
+        g = self.min_gap
+        for _ in range(self.max_tries):
+            corners: list = list(fixed)
+            placed = list(fixed_boxes)
+            for k in free_ks:
+                h, w = shapes[k]
+                ok = np.ones((self.h - h + 1, self.w - w + 1), bool)  # allowed top-left corners
+                if not self.allow_overlap:
+                    for x1, y1, x2, y2 in placed:
+                        ok[max(0, y1 - h - g + 1) : max(0, y2 + g), max(0, x1 - w - g + 1) : max(0, x2 + g)] = False
+                ys, xs = np.nonzero(ok)
+                if len(ys) == 0:
+                    break
+                j = rng.integers(len(ys))
+                corners[k] = (int(xs[j]), int(ys[j]))
+                placed.append((corners[k][0], corners[k][1], corners[k][0] + w, corners[k][1] + h))
+            else:
+                return corners
+        area = sum(h * w for h, w in shapes)
+        raise ValueError(
+            f"could not place {len(shapes)} objects ({area} px of boxes) on a {self.h}x{self.w} canvas without "
+            f"overlap in {self.max_tries} tries; use fewer or smaller objects, a bigger canvas, or allow_overlap=True"
+        )
+
+    # ------------------------------------------------------------------ public
+    def compose(self, specs: Sequence[Sequence[ObjectSpec]], seed: int = 0,
+                backgrounds: Sequence[str] | None = None) -> Scenes:
+        """One scene per list of :class:`ObjectSpec` (exact control over what goes where)."""
+        rng = np.random.default_rng(seed)
+        b, k_max = len(specs), max((len(s) for s in specs), default=0)
+        if b == 0:
+            raise ValueError("no scenes requested")
+        images = np.empty((b, self.h, self.w, 3), np.float32)
+        inst = np.zeros((b, self.h, self.w), np.int64)
+        boxes = np.full((b, k_max, 4), -1, np.int64)
+        labels = np.full((b, k_max), -1, np.int64)
+        colours = np.full((b, k_max), -1, np.int64)
+        bg_names = []
+        for i, scene in enumerate(specs):
+            bg = backgrounds[i] if backgrounds is not None else self.backgrounds[rng.integers(len(self.backgrounds))]
+            if bg not in self.backgrounds:
+                raise ValueError(f"background {bg!r} was not given to this composer ({self.backgrounds})")
+            bg_names.append(bg)
+            for _ in range(self.max_tries):
+                img = self._background(bg, rng)
+                sprites = [self._sprite(s, rng) for s in scene]
+                corners = self._place([m.shape for _, m, _, _ in sprites], [s.xy for s in scene], rng)
+                ins = inst[i]
+                ins[:] = 0
+                for k, ((rgb, mask, lab, col), (x, y)) in enumerate(zip(sprites, corners)):
+                    h, w = mask.shape
+                    region = img[y : y + h, x : x + w]
+                    region[mask] = rgb[mask]
+                    ins[y : y + h, x : x + w][mask] = k + 1
+                    labels[i, k], colours[i, k] = lab, col
+                ok = True
+                for k, (x, y) in enumerate(corners):  # tight boxes of what stayed visible
+                    h, w = sprites[k][1].shape
+                    vis = ins[y : y + h, x : x + w] == k + 1
+                    if vis.sum() < self.min_visible:
+                        ok = False
+                        break
+                    rows, cols = np.nonzero(vis.any(1))[0], np.nonzero(vis.any(0))[0]
+                    boxes[i, k] = (x + cols[0], y + rows[0], x + cols[-1] + 1, y + rows[-1] + 1)
+                if ok:
+                    break
+            else:
+                raise ValueError(f"scene {i}: some object stayed hidden under the others in {self.max_tries} tries")
+            images[i] = img
+        inst_t = torch.from_numpy(inst)
+        labels_t = torch.from_numpy(labels)
+        lab_pad = torch.cat([torch.full((b, 1), -1), labels_t], 1)  # index 0 = background
+        semantic = torch.gather(lab_pad, 1, inst_t.view(b, -1)).view(b, self.h, self.w) + 1
+        return Scenes(
+            images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+            boxes=torch.from_numpy(boxes), labels=labels_t, colours=torch.from_numpy(colours),
+            instance_masks=inst_t, semantic_masks=semantic,
+            num_objects=torch.tensor([len(s) for s in specs]),
+            class_names=self.class_names, colour_names=self.colour_names, backgrounds=bg_names,
+        )
+
+    def sample(
+        self,
+        n: int,
+        num_objects: int | tuple[int, int] = (1, 2),
+        seed: int = 0,
+        combos: Sequence[tuple[int, int]] | None = None,
+        distinct: bool = True,
+        spec_fn: Callable[[np.random.Generator], list[ObjectSpec]] | None = None,
+    ) -> Scenes:
+        """``n`` random scenes with ``num_objects`` (or a (min, max) range of) objects each.
+
+        ``combos``: the allowed ``(label, colour)`` pairs (e.g. to hold some compositions out of
+        training; stamps take colour -1); ``distinct``: no two objects of a scene share both
+        label and colour (so a caption names each one unambiguously). ``spec_fn(rng)`` replaces
+        all of this with your own recipe for one scene.
+        """
+        if n < 1:
+            raise ValueError(f"n must be positive, got {n}")
+        lo, hi = (num_objects, num_objects) if isinstance(num_objects, int) else num_objects
+        if not 0 <= lo <= hi:
+            raise ValueError(f"num_objects must be >= 0 and min <= max, got {num_objects}")
+        if combos is None:
+            combos = [(c, k) for c in range(self.n_item_classes) for k in range(len(self.colour_names))]
+            combos += [(self.n_item_classes + s, -1) for s in range(len(self.stamps))]
+        combos = list(combos)
+        if not combos:
+            raise ValueError("combos is empty")
+        if distinct and hi > len(combos):
+            raise ValueError(f"{hi} distinct objects requested but only {len(combos)} (label, colour) combinations")
+        rng = np.random.default_rng(seed)
+        specs = []
+        for _ in range(n):
+            if spec_fn is not None:
+                specs.append(spec_fn(rng))
+                continue
+            k = int(rng.integers(lo, hi + 1))
+            picks = rng.choice(len(combos), size=k, replace=not distinct)
+            specs.append([ObjectSpec(label=combos[j][0], colour=combos[j][1] if combos[j][1] >= 0 else None)
+                          for j in picks])
+        return self.compose(specs, seed=int(rng.integers(2**31)))
+
+
+def _disjoint(boxes: list[tuple[int, int, int, int]], gap: int) -> bool:
+    for a in range(len(boxes)):
+        for b in range(a + 1, len(boxes)):
+            p, q = boxes[a], boxes[b]
+            if p[0] < q[2] + gap and q[0] < p[2] + gap and p[1] < q[3] + gap and q[1] < p[3] + gap:
+                return False
+    return True
+
+
+# ----------------------------------------------------------------------------- language
+def object_phrase(scenes: Scenes, i: int, k: int, article: str = "a", colour: bool = True) -> str:
+    """``"a red sandal"`` for object ``k`` of scene ``i`` (stamps: ``"a frog"``)."""
+    obj = scenes.objects(i)[k]
+    words = ([obj["colour_name"]] if colour and obj["colour_name"] else []) + [obj["name"]]
+    if article == "a" and words[0][0] in "aeiou":
+        article = "an"
+    return " ".join(([article] if article else []) + words)
+
+
+def caption(scenes: Scenes, i: int, rng: np.random.Generator | None = None) -> str:
+    """A caption listing the objects left to right.
+
+    One object: ``"a red sandal"``; two: ``"a red sandal left of a blue bag"`` (with ``rng``, half
+    the time the same scene as ``"a blue bag right of a red sandal"``); more: ``"a red sandal, a
+    blue bag and a green coat"`` (left to right).
+    """
+    objs = scenes.objects(i)
+    if not objs:
+        return "nothing"
+    order = sorted(range(len(objs)), key=lambda k: objs[k]["centre"][0])
+    phrases = [object_phrase(scenes, i, k) for k in order]
+    if len(phrases) == 1:
+        return phrases[0]
+    if len(phrases) == 2:
+        if rng is not None and rng.random() < 0.5:
+            return f"{phrases[1]} right of {phrases[0]}"
+        return f"{phrases[0]} left of {phrases[1]}"
+    return ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def referring_expression(scenes: Scenes, i: int, k: int) -> str | None:
+    """The shortest phrase that picks out object ``k`` of scene ``i`` among the others.
+
+    Tries ``"the bag"``, ``"the red bag"``, ``"the bag on the left"`` (or right/top/bottom,
+    leftmost/rightmost among several), ``"the red bag on the left"``; ``None`` if nothing in
+    this vocabulary is unambiguous.
+    """
+    objs = scenes.objects(i)
+    if not 0 <= k < len(objs):
+        raise ValueError(f"scene {i} has {len(objs)} objects, no object {k}")
+    me = objs[k]
+
+    def same(o: dict, use_colour: bool) -> bool:
+        return o["name"] == me["name"] and (not use_colour or o["colour_name"] == me["colour_name"])
+
+    for use_colour, use_place in ((False, False), (True, False), (False, True), (True, True)):
+        if use_colour and me["colour_name"] is None:
+            continue
+        rivals = [o for j, o in enumerate(objs) if j != k and same(o, use_colour)]
+        noun = object_phrase(scenes, i, k, article="the", colour=use_colour)
+        if not rivals:
+            return noun
+        if not use_place:
+            continue
+        for axis, (low, high) in ((0, ("left", "right")), (1, ("top", "bottom"))):
+            c = [o["centre"][axis] for o in rivals]
+            two = len(rivals) == 1
+            if me["centre"][axis] < min(c):
+                return f"{noun} on the {low}" if two else f"the {low}most {noun[4:]}"
+            if me["centre"][axis] > max(c):
+                return f"{noun} on the {high}" if two else f"the {high}most {noun[4:]}"
+    return None
