@@ -1,0 +1,97 @@
+"""DeiT (Touvron et al., 2021): a ViT with a distillation token next to CLS.
+
+The distillation token ``dist_token`` is one more learned vector in the input sequence. It
+attends and is attended to like every other token; at the output it feeds its own head,
+``head_dist``, trained to agree with a *teacher* (here a CNN), while the CLS head learns the
+true labels. At test time the two heads' logits are averaged. Names follow timm's
+``VisionTransformerDistilled`` (``cls_token, dist_token, pos_embed, head, head_dist``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .embed import build_pos_embed, resample_pos_embed
+from .train import LossFn
+from .vit import ViTConfig, VisionTransformer
+
+__all__ = ["DistilledVisionTransformer", "hard_distillation_loss"]
+
+
+class DistilledVisionTransformer(VisionTransformer):
+    """``[CLS, DIST, patches] + positions -> blocks -> norm``; ``head`` reads CLS, ``head_dist`` reads DIST."""
+
+    def __init__(self, config: ViTConfig | None = None, **kwargs: object) -> None:
+        cfg = config if config is not None else ViTConfig(**kwargs)  # type: ignore[arg-type]
+        if config is not None and kwargs:
+            cfg = dataclasses.replace(config, **kwargs)
+        if not cfg.class_token or cfg.global_pool != "token" or cfg.reg_tokens:
+            raise ValueError("DeiT needs class_token=True, global_pool='token' and no register tokens")
+        if cfg.num_classes <= 0:
+            raise ValueError("DeiT needs num_classes > 0 (it has two classification heads)")
+        super().__init__(cfg)
+        d = cfg.embed_dim
+        self.num_prefix_tokens = 2  # CLS and DIST
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, d))
+        nn.init.trunc_normal_(self.dist_token, std=0.02)
+        if self.pos_embed is not None:  # one more position for the new token
+            n_prefix = 0 if cfg.no_embed_class else 2
+            pe = build_pos_embed(cfg.pos_embed, self.patch_embed.grid_size, d, n_prefix)
+            if cfg.pos_embed == "learn":
+                nn.init.trunc_normal_(pe, std=0.02)
+            self.pos_embed = nn.Parameter(pe, requires_grad=cfg.pos_embed == "learn")
+        self.head_dist = nn.Linear(d, cfg.num_classes)
+        nn.init.zeros_(self.head_dist.weight)
+        nn.init.zeros_(self.head_dist.bias)
+
+    def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Patch tokens ``(B, N, D)`` -> ``(B, 2 + N, D)``: CLS, DIST, patches, plus positions."""
+        b = x.shape[0]
+        prefix = torch.cat([self.cls_token.expand(b, -1, -1), self.dist_token.expand(b, -1, -1)], dim=1)  # (B, 2, D)
+        if self.pos_embed is None:
+            return self.pos_drop(torch.cat([prefix, x], dim=1))
+        pos_embed = self.pos_embed
+        n_prefix = 0 if self.config.no_embed_class else 2
+        if grid != self.patch_embed.grid_size:
+            pos_embed = resample_pos_embed(pos_embed, grid, self.patch_embed.grid_size, n_prefix)
+        if self.config.no_embed_class:
+            return self.pos_drop(torch.cat([prefix, x + pos_embed], dim=1))
+        return self.pos_drop(torch.cat([prefix, x], dim=1) + pos_embed)
+
+    def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images -> ``(CLS-head logits, distillation-head logits)``, each ``(B, num_classes)``."""
+        t = self.forward_features(x)  # (B, 2 + N, D)
+        return self.head(self.head_drop(t[:, 0])), self.head_dist(self.head_drop(t[:, 1]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images -> the average of both heads' logits ``(B, num_classes)`` (DeiT's inference rule)."""
+        cls_logits, dist_logits = self.forward_both(x)
+        return (cls_logits + dist_logits) / 2
+
+
+def hard_distillation_loss(teacher: nn.Module, alpha: float = 0.5, label_smoothing: float = 0.0) -> LossFn:
+    """DeiT's hard-label distillation as a :func:`vitcore.train.fit` ``loss_fn``.
+
+    ``(1 - alpha) * CE(cls_logits, y) + alpha * CE(dist_logits, argmax teacher(x))``; the teacher
+    sees the same (augmented) images and is not trained. Reports the averaged logits.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            y_teacher = teacher(x).argmax(-1)  # (B,) the teacher's hard decision
+        cls_logits, dist_logits = model.forward_both(x)  # type: ignore[operator]
+        loss = (1 - alpha) * F.cross_entropy(cls_logits, y, label_smoothing=label_smoothing) + alpha * F.cross_entropy(
+            dist_logits, y_teacher
+        )
+        return loss, (cls_logits + dist_logits) / 2
+
+    return loss_fn

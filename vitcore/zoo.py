@@ -1,0 +1,196 @@
+"""A local model zoo: named small models, trained with a fixed recipe on first use, then cached.
+
+>>> vit = zoo.get("fmnist_vit").model          # trains (about a minute on 2 CPU cores) or loads
+>>> zoo.get("fmnist_vit").metrics["test_acc"]
+
+A recipe is a plain dict (architecture, data, optimisation, seed). Its hash, together with the
+device kind (``cpu`` / ``cuda`` / ``mps``), names the cache entry under ``$VITCORE_CACHE/zoo``
+(default ``~/.cache/vitcore/zoo``): ``<name>-<hash>.safetensors`` holds the weights and
+``<name>-<hash>.json`` the recipe, the test accuracy and the training history. Change anything in
+a recipe and it trains afresh; every notebook therefore still runs alone in a fresh kernel.
+On a GPU the recipes scale up (more epochs, augmentation), on the CPU they stay within a
+notebook's time budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import load_state_dict_strict, load_weights, save_weights
+from .device import get_device, on_gpu, seed_everything
+from .train import History, evaluate, fit
+from .vit import ViTConfig, VisionTransformer
+
+__all__ = ["ZOO_VERSION", "RECIPES", "Trained", "recipe", "register", "build_model", "cache_dir", "cache_key", "get", "train"]
+
+ZOO_VERSION = 1  # bump when the training code changes what a recipe produces
+
+# The chapter-5 ViT: 4x4 grid of 7x7 patches (16 tokens + CLS), 4 blocks of width 64.
+_VIT = dict(arch="vit", img_size=28, patch_size=7, in_chans=1, num_classes=10,
+            embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0)
+
+
+def _fmnist_vit(gpu: bool) -> dict:
+    return dict(
+        model=dict(_VIT),
+        data=dict(dataset="fashion_mnist", n_train=None, batch_size=256 if gpu else 128, augment=gpu),
+        train=dict(epochs=30 if gpu else 2, lr=2e-3, weight_decay=0.05, warmup=0.1, min_lr=1e-5,
+                   label_smoothing=0.1, clip_grad=1.0),
+        seed=0,
+    )
+
+
+def _fmnist_cnn(gpu: bool) -> dict:
+    # width 21: 133k parameters, the closest ResNet to the ViT's 139k (resnet_for_params)
+    return dict(
+        model=dict(arch="resnet", width=21, depths=[1, 1, 1], in_chans=1, num_classes=10),
+        data=dict(dataset="fashion_mnist", n_train=None, batch_size=256 if gpu else 128, augment=gpu),
+        train=dict(epochs=30 if gpu else 1, lr=2e-3, weight_decay=0.05, warmup=0.1, min_lr=1e-5,
+                   label_smoothing=0.1, clip_grad=1.0),
+        seed=0,
+    )
+
+
+def _fmnist_deit(gpu: bool) -> dict:
+    # The chapter-5 ViT with a distillation token, taught by the CNN (chapter 6).
+    rec = _fmnist_vit(gpu)
+    rec["model"]["arch"] = "deit"
+    rec["teacher"] = "fmnist_cnn"
+    return rec
+
+
+RECIPES: dict[str, Callable[[bool], dict]] = {
+    "fmnist_vit": _fmnist_vit, "fmnist_cnn": _fmnist_cnn, "fmnist_deit": _fmnist_deit,
+}
+
+
+def register(name: str, make_recipe: Callable[[bool], dict]) -> None:
+    """Add a named recipe: ``make_recipe(gpu: bool) -> recipe dict``."""
+    RECIPES[name] = make_recipe
+
+
+def recipe(name: str, gpu: bool | None = None) -> dict:
+    """The recipe dict of a named model (the GPU variant if ``gpu``; default: on a GPU now)."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown zoo model {name!r}; choose from {sorted(RECIPES)}")
+    return RECIPES[name](on_gpu() if gpu is None else gpu)
+
+
+def build_model(rec: dict) -> nn.Module:
+    """A freshly initialised model from the ``model`` part of a recipe."""
+    spec = dict(rec["model"])
+    arch = spec.pop("arch")
+    if arch == "vit":
+        return VisionTransformer(ViTConfig(**spec))
+    if arch == "deit":
+        from .deit import DistilledVisionTransformer
+
+        return DistilledVisionTransformer(ViTConfig(**spec))
+    if arch == "resnet":
+        from .cnn import ResNet
+
+        return ResNet(**spec)
+    raise ValueError(f"unknown architecture {arch!r} in recipe (use 'vit', 'deit' or 'resnet')")
+
+
+def cache_dir() -> Path:
+    """``$VITCORE_CACHE/zoo`` (default ``~/.cache/vitcore/zoo``)."""
+    return Path(os.environ.get("VITCORE_CACHE", Path.home() / ".cache" / "vitcore")) / "zoo"
+
+
+def cache_key(rec: dict, device: str | torch.device) -> str:
+    """Hash of the recipe, the zoo version and the device kind: 16 hex digits."""
+    blob = json.dumps({"recipe": rec, "device": torch.device(device).type, "zoo": ZOO_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Trained:
+    """A zoo model, ready in eval mode, with where it came from."""
+
+    model: nn.Module
+    name: str
+    recipe: dict
+    metrics: dict  # test_acc, test_loss, train_seconds, device
+    history: History
+    path: Path  # the .safetensors file
+    cached: bool  # True: loaded from the cache; False: trained just now
+
+
+def train(rec: dict, device: str | torch.device | None = None, progress: bool = True, desc: str = "zoo") -> tuple[nn.Module, dict, History]:
+    """Train a recipe from scratch: ``(model, metrics, history)``."""
+    from . import data as fdata
+
+    device = torch.device(device) if device is not None else get_device()
+    d, t = rec["data"], rec["train"]
+    if d.get("dataset") != "fashion_mnist":
+        raise ValueError(f"unknown dataset {d.get('dataset')!r} in recipe")
+    seed_everything(rec.get("seed", 0))
+    model = build_model(rec)
+    train_loader = fdata.make_loader("train", n=d.get("n_train"), batch_size=d["batch_size"], device=device,
+                                     seed=rec.get("seed", 0), augment=bool(d.get("augment", False)))
+    loss_fn = None
+    if rec["model"]["arch"] == "deit":
+        from .deit import hard_distillation_loss
+
+        teacher = get(rec["teacher"], device=device, progress=progress).model
+        loss_fn = hard_distillation_loss(teacher, label_smoothing=t.get("label_smoothing", 0.0))
+    hist = fit(model, train_loader, device=device, progress=progress, desc=desc, loss_fn=loss_fn, **t)
+    n_test = d.get("n_test")
+    test_loader = fdata.make_loader("test", n=n_test, batch_size=1000, device=device)
+    ev = evaluate(model, test_loader, device)
+    metrics = {"test_acc": ev["acc"], "test_loss": ev["loss"], "train_seconds": hist.seconds,
+               "images_per_second": hist.images_per_second, "device": device.type}
+    return model.eval(), metrics, hist
+
+
+def get(
+    name: str,
+    device: str | torch.device | None = None,
+    rec: dict | None = None,
+    retrain: bool = False,
+    progress: bool = True,
+    cache: str | Path | None = None,
+) -> Trained:
+    """The trained model ``name``: loaded from the cache, or trained now (and cached) on a miss.
+
+    ``rec`` overrides the registered recipe (any name may be used then); ``cache`` overrides
+    the cache folder; ``retrain=True`` ignores a cached entry.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    rec = copy.deepcopy(rec) if rec is not None else recipe(name, gpu=device.type != "cpu")
+    key = cache_key(rec, device)
+    folder = Path(cache) if cache is not None else cache_dir()
+    weights, meta_path = folder / f"{name}-{key}.safetensors", folder / f"{name}-{key}.json"
+    if not retrain and weights.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        model = build_model(rec)
+        load_state_dict_strict(model, load_weights(weights))
+        return Trained(model.to(device).eval(), name, rec, meta["metrics"], History.from_dict(meta["history"]),
+                       weights, cached=True)
+    t0 = time.perf_counter()
+    model, metrics, hist = train(rec, device, progress, desc=name)
+    metrics["total_seconds"] = time.perf_counter() - t0
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"name": name, "key": key, "recipe": rec, "metrics": metrics, "history": hist.to_dict(),
+            "zoo_version": ZOO_VERSION, "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    # Write to temporary names, then rename: a crash or a parallel run never leaves half a file.
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".safetensors", delete=False) as f:
+        tmp_w = Path(f.name)
+    save_weights(model, tmp_w)
+    tmp_w.replace(weights)
+    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json", delete=False) as f:
+        json.dump(meta, f, indent=1)
+    Path(f.name).replace(meta_path)
+    return Trained(model, name, rec, metrics, hist, weights, cached=False)
