@@ -68,3 +68,49 @@ def test_clip_forward_and_zero_shot_on_constructed_case():
     w = zero_shot_weights(encode, names, ["a photo of a {}.", "a drawing of a {}."])
     images = F.normalize(torch.tensor([[0.1, 0.9, 0.0], [0.2, 0.1, 0.7], [0.9, 0.3, 0.1]]), dim=-1)
     assert (images @ w.T).argmax(-1).tolist() == [1, 2, 0]
+
+
+def test_compact_vocab_round_trip_and_errors():
+    from vitcore.clip import CompactVocab
+
+    tok = ClipTokenizer(context_length=12)
+    texts = ["a red sandal left of a blue bag", "a green coat"]
+    vocab = CompactVocab.from_texts(tok, texts)
+    ids = tok.encode(texts)
+    small = vocab(ids)
+    assert len(vocab) < 20 and small.max() < len(vocab) and (small[ids == 0] == 0).all()
+    assert (small == vocab.eot_id).sum() == 2 and (small[:, 0] == vocab.sot_id).all()
+    assert tok.decode(vocab.to_original(small[0])) == texts[0]
+    with pytest.raises(ValueError, match="not in the corpus"):
+        vocab(tok.encode(["a purple dragon"]))
+    # a text tower over the compact vocabulary pools at the compact EOT
+    text = TextTransformer(len(vocab), 12, width=16, depth=1, num_heads=2, eot_id=vocab.eot_id)
+    assert text(small).shape == (2, 16)
+
+
+def test_mean_pool_ignores_padding():
+    from vitcore.clip import mean_pool
+
+    h = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    torch.testing.assert_close(mean_pool(h, torch.tensor([[1, 1, 0]])), torch.tensor([[2.0, 3.0]]))
+
+
+def test_locked_text_clip_trains_only_the_image_side():
+    from vitcore.clip import LockedTextCLIP
+
+    cfg = ViTConfig(img_size=16, patch_size=8, in_chans=1, embed_dim=16, depth=1, num_heads=2)
+    model = LockedTextCLIP(cfg, text_dim=6)
+    text = F.normalize(torch.randn(3, 6), dim=-1)
+    x, y = torch.randn(12, 1, 16, 16), torch.arange(12) % 3
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(40):
+        loss = F.cross_entropy(model.logits(x, text), y)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first / 2
+    assert (model.logits(x, text).argmax(-1) == y).float().mean() > 0.9
+    emb = model.encode_image(x)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(12))

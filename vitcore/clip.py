@@ -25,6 +25,9 @@ __all__ = [
     "CLIP",
     "clip_loss",
     "zero_shot_weights",
+    "CompactVocab",
+    "LockedTextCLIP",
+    "mean_pool",
 ]
 
 INIT_LOGIT_SCALE = math.log(1 / 0.07)
@@ -153,3 +156,72 @@ def zero_shot_weights(
         emb = encode_text([t.format(name) for t in templates])  # (T, E)
         rows.append(F.normalize(emb.mean(0), dim=-1))
     return torch.stack(rows)
+
+
+class CompactVocab:
+    """Renumbers the BPE ids a small corpus uses as ``0..V-1`` so a tiny text tower needs only ``V`` embedding rows.
+
+    CLIP's vocabulary has 49,408 tokens; captions about a few colours and objects use a few
+    dozen. Padding (id 0), start and end tokens are always kept, and id 0 stays 0.
+    """
+
+    def __init__(self, ids: torch.Tensor, sot_id: int, eot_id: int, vocab_size: int) -> None:
+        keep = torch.cat([torch.tensor([0, sot_id, eot_id]), ids.flatten().long()]).unique()  # sorted
+        if keep.min() < 0 or keep.max() >= vocab_size:
+            raise ValueError(f"token ids must lie in 0..{vocab_size - 1}")
+        self.kept = keep  # (V,) original ids, in order
+        self.lookup = torch.full((vocab_size,), -1, dtype=torch.long)
+        self.lookup[keep] = torch.arange(len(keep))
+        self.sot_id, self.eot_id = int(self.lookup[sot_id]), int(self.lookup[eot_id])
+
+    @classmethod
+    def from_texts(cls, tokenizer: ClipTokenizer, texts: Sequence[str]) -> "CompactVocab":
+        return cls(tokenizer.encode(texts), tokenizer.sot_id, tokenizer.eot_id, tokenizer.vocab_size)
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        """Original ids ``(B, L)`` -> compact ids ``(B, L)``; a token outside the corpus is an error."""
+        out = self.lookup[ids.long()]
+        if (out < 0).any():
+            missing = ids[out < 0].unique().tolist()
+            raise ValueError(f"token ids {missing[:10]} were not in the corpus this vocabulary was built from")
+        return out
+
+    def to_original(self, ids: torch.Tensor) -> torch.Tensor:
+        """Compact ids back to the tokenizer's ids (for :meth:`ClipTokenizer.decode`)."""
+        return self.kept[ids.long()]
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Sentence embedding as in sentence-transformers: the mean of token states ``(B, L, D)``
+    over real tokens (``attention_mask`` ``(B, L)``, 1 = token) -> ``(B, D)``."""
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+class LockedTextCLIP(nn.Module):
+    """A trainable image tower aligned to a *frozen* text encoder's embeddings.
+
+    LiT (Zhai et al., 2022) locks a pretrained tower and trains the other to match it; here the
+    text side is the locked one: its embeddings ``(K, text_dim)`` are computed once outside (e.g.
+    class prompts through a sentence encoder) and never change. Only the image tower, the
+    projection ``text_dim``-wide and the temperature learn, so any new text, including class
+    names never seen in training, can be matched against images.
+    """
+
+    def __init__(self, vision: ViTConfig | VisionTransformer, text_dim: int) -> None:
+        super().__init__()
+        self.visual = vision if isinstance(vision, VisionTransformer) else VisionTransformer(vision, num_classes=0)
+        self.image_projection = nn.Linear(self.visual.config.embed_dim, text_dim, bias=False)
+        self.logit_scale = LogitScale()
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, text_dim)``, L2-normalised."""
+        feats = self.visual.forward_head(self.visual.forward_features(images), pre_logits=True)
+        return F.normalize(self.image_projection(feats), dim=-1)
+
+    def logits(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+        """Scaled cosine similarities ``(B, K)`` of images against fixed text embeddings ``(K, text_dim)``."""
+        return self.logit_scale() * self.encode_image(images) @ F.normalize(text_emb, dim=-1).T
