@@ -41,13 +41,19 @@ class ResNet(nn.Module):
     """Stem conv -> stages of :class:`BasicBlock` (widths ``w, 2w, 4w``, stride 2 between) -> pool -> fc."""
 
     def __init__(
-        self, width: int = 32, depths: Sequence[int] = (1, 1, 1), in_chans: int = 1, num_classes: int = 10
+        self,
+        width: int = 32,
+        depths: Sequence[int] = (1, 1, 1),
+        in_chans: int = 1,
+        num_classes: int = 10,
+        stem_stride: int = 1,
     ) -> None:
         super().__init__()
         if width < 1 or not depths or min(depths) < 1:
             raise ValueError(f"need width >= 1 and at least one block per stage, got {width}, {tuple(depths)}")
         self.width, self.depths = width, tuple(depths)
-        self.conv1 = nn.Conv2d(in_chans, width, 3, 1, 1, bias=False)  # small images: no 7x7 stem, no max-pool
+        # Small images: a 3x3 stem without max-pool; stride 2 quarters the compute of every later layer.
+        self.conv1 = nn.Conv2d(in_chans, width, 3, stem_stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.act = nn.ReLU(inplace=True)
         ch = width
@@ -61,7 +67,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(ch, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, C, H, W)`` -> feature map ``(B, 4w, H/4, W/4)`` (three stages)."""
+        """Images ``(B, C, H, W)`` -> feature map ``(B, 4w, H/(4s), W/(4s))`` (three stages, stem stride s)."""
         x = self.act(self.bn1(self.conv1(x)))
         for i in range(len(self.depths)):
             x = getattr(self, f"layer{i + 1}")(x)
@@ -73,7 +79,7 @@ class ResNet(nn.Module):
 
 
 def resnet_for_params(
-    target: int, depths: Sequence[int] = (1, 1, 1), in_chans: int = 1, num_classes: int = 10
+    target: int, depths: Sequence[int] = (1, 1, 1), in_chans: int = 1, num_classes: int = 10, stem_stride: int = 1
 ) -> ResNet:
     """The :class:`ResNet` whose parameter count is closest to ``target``."""
     if target < 1:
@@ -89,4 +95,4 @@ def resnet_for_params(
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if n_params(mid) < target else (lo, mid)
     best = min((lo, hi), key=lambda w: abs(n_params(w) - target))
-    return ResNet(best, depths, in_chans, num_classes)
+    return ResNet(best, depths, in_chans, num_classes, stem_stride)

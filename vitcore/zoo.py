@@ -52,9 +52,10 @@ def _fmnist_vit(gpu: bool) -> dict:
 
 
 def _fmnist_cnn(gpu: bool) -> dict:
-    # width 21: 133k parameters, the closest ResNet to the ViT's 139k (resnet_for_params)
+    # width 21: 133k parameters, the closest ResNet to the ViT's 139k (resnet_for_params); a stride-2
+    # stem makes it about as fast per image as the ViT on a CPU
     return dict(
-        model=dict(arch="resnet", width=21, depths=[1, 1, 1], in_chans=1, num_classes=10),
+        model=dict(arch="resnet", width=21, depths=[1, 1, 1], in_chans=1, num_classes=10, stem_stride=2),
         data=dict(dataset="fashion_mnist", n_train=None, batch_size=256 if gpu else 128, augment=gpu),
         train=dict(epochs=30 if gpu else 1, lr=2e-3, weight_decay=0.05, warmup=0.1, min_lr=1e-5,
                    label_smoothing=0.1, clip_grad=1.0),
