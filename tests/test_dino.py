@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitcore.dino import DINOHead, DINOLoss, MultiCrop, cosine_schedule, ema_update
+from vitcore.dino import DINOHead, DINOLoss, MultiCrop, cosine_schedule, ema_update, random_resized_crop
 
 
 def test_ema_update_math():
@@ -67,3 +67,39 @@ def test_head_and_multicrop_shapes():
     views = MultiCrop(global_size=28, local_size=14, n_local=3)(torch.rand(4, 1, 28, 28))
     assert [v.shape for v in views] == [(4, 1, 28, 28)] * 2 + [(4, 1, 14, 14)] * 3
     assert not math.isclose(views[0].sum().item(), views[1].sum().item())
+
+
+def test_random_resized_crop_full_box_is_identity_or_mirror():
+    x = torch.rand(4, 2, 12, 12)
+    same = random_resized_crop(x, 12, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
+    flipped = random_resized_crop(x, 12, (1.0, 1.0), (1.0, 1.0), flip=True, generator=torch.Generator().manual_seed(0))
+    mirrored = [torch.allclose(flipped[i], x[i].flip(-1), atol=1e-5) for i in range(4)]
+    kept = [torch.allclose(flipped[i], x[i], atol=1e-5) for i in range(4)]
+    assert all(m or k for m, k in zip(mirrored, kept)) and any(mirrored)
+
+
+def test_random_resized_crop_cuts_a_box_of_the_right_size():
+    # A horizontal ramp 0..1: a crop of width share f spans about f of the ramp, inside [0, 1].
+    ramp = torch.linspace(0, 1, 64).expand(3, 1, 64, 64).contiguous()
+    g = torch.Generator().manual_seed(1)
+    crops = random_resized_crop(ramp, 16, scale=(0.25, 0.25), ratio=(1.0, 1.0), generator=g)
+    assert crops.shape == (3, 1, 16, 16)
+    row = crops[:, 0, 8]  # (3, 16)
+    assert (row.diff(dim=-1) > 0).all()  # not flipped, increasing
+    span = row[:, -1] - row[:, 0]  # centres of the first and last output pixel: (15/16) of the box
+    torch.testing.assert_close(span, torch.full((3,), 0.5 * 15 / 16), atol=0.02, rtol=0)
+    assert row.min() >= 0 and row.max() <= 1
+    again = random_resized_crop(ramp, 16, (0.25, 0.25), (1.0, 1.0), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(crops, again)  # seeded
+    with pytest.raises(ValueError, match="scale"):
+        random_resized_crop(ramp, 16, scale=(0.5, 1.5))
+
+
+def test_batched_multicrop_shapes_and_seed():
+    imgs = torch.rand(5, 1, 28, 28)
+    views = MultiCrop(28, 14, n_local=2, batched=True, generator=torch.Generator().manual_seed(0))(imgs)
+    assert [v.shape for v in views] == [(5, 1, 28, 28)] * 2 + [(5, 1, 14, 14)] * 2
+    again = MultiCrop(28, 14, n_local=2, batched=True, generator=torch.Generator().manual_seed(0))(imgs)
+    assert all(torch.equal(a, b) for a, b in zip(views, again))
+    assert not torch.equal(views[0], views[1])
