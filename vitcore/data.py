@@ -96,7 +96,7 @@ def find_fashion_mnist(data_dir: str | Path | None = None) -> Path | None:
 
 
 def _read_idx(path: Path, verify: bool = True, name: str | None = None) -> np.ndarray:
-    """Decompress and parse one idx file (``name``: which of :data:`FILES`, default its own name)
+    """Decompress and parse one idx file (``name``: which of ``FILES``, default its own name)
     -> ``uint8`` array ``(N, 28, 28)`` or ``(N,)``."""
     name = name or path.name
     _, kind, count, _, sha = FILES[name]

@@ -129,8 +129,14 @@ class Trained:
     cached: bool  # True: loaded from the cache; False: trained just now
 
 
-def train(rec: dict, device: str | torch.device | None = None, progress: bool = True, desc: str = "zoo") -> tuple[nn.Module, dict, History]:
-    """Train a recipe from scratch: ``(model, metrics, history)``."""
+def train(
+    rec: dict,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    desc: str = "zoo",
+    cache: str | Path | None = None,
+) -> tuple[nn.Module, dict, History]:
+    """Train a recipe from scratch: ``(model, metrics, history)``. A teacher comes from :func:`get`."""
     from . import data as fdata
 
     device = torch.device(device) if device is not None else get_device()
@@ -145,7 +151,7 @@ def train(rec: dict, device: str | torch.device | None = None, progress: bool = 
     if rec["model"]["arch"] == "deit":
         from .deit import hard_distillation_loss
 
-        teacher = get(rec["teacher"], device=device, progress=progress).model
+        teacher = get(rec["teacher"], device=device, progress=progress, cache=cache).model
         loss_fn = hard_distillation_loss(teacher, label_smoothing=t.get("label_smoothing", 0.0))
     hist = fit(model, train_loader, device=device, progress=progress, desc=desc, loss_fn=loss_fn, **t)
     n_test = d.get("n_test")
@@ -181,7 +187,7 @@ def get(
         return Trained(model.to(device).eval(), name, rec, meta["metrics"], History.from_dict(meta["history"]),
                        weights, cached=True)
     t0 = time.perf_counter()
-    model, metrics, hist = train(rec, device, progress, desc=name)
+    model, metrics, hist = train(rec, device, progress, desc=name, cache=cache)
     metrics["total_seconds"] = time.perf_counter() - t0
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"name": name, "key": key, "recipe": rec, "metrics": metrics, "history": hist.to_dict(),
