@@ -49,7 +49,7 @@ def _square_side(n: int) -> int | None:
 
 
 def infer_timm_config(state_dict: _StateDict, num_heads: int | None = None, **overrides: Any) -> ViTConfig:
-    """Read a :class:`ViTConfig` off the tensor shapes of a timm-style ViT state dict.
+    """Read a :class:`~vitcore.vit.ViTConfig` off the tensor shapes of a timm-style ViT state dict.
 
     Shapes give width, depth, patch size, MLP ratio, tokens, head size and LayerScale. The number
     of heads leaves no trace in the weights: pass ``num_heads`` unless width and depth match a
@@ -98,7 +98,7 @@ def infer_timm_config(state_dict: _StateDict, num_heads: int | None = None, **ov
 def vit_from_timm(
     state_dict: _StateDict, config: ViTConfig | None = None, num_heads: int | None = None, **overrides: Any
 ) -> VisionTransformer:
-    """A :class:`VisionTransformer` holding a timm ``vit_*`` state dict (keys match ours).
+    """A :class:`~vitcore.vit.VisionTransformer` holding a timm ``vit_*`` state dict (keys match ours).
 
     Without ``config`` the architecture is inferred with :func:`infer_timm_config`.
     """
@@ -223,7 +223,7 @@ _HF_VIT_LAYER = {
 
 
 def hf_vit_config(hf_config: Any, num_classes: int = 0, **overrides: Any) -> ViTConfig:
-    """:class:`ViTConfig` equal to a ``transformers.ViTConfig`` (object or dict)."""
+    """:class:`~vitcore.vit.ViTConfig` equal to a ``transformers.ViTConfig`` (object or dict)."""
     _check_gelu(hf_config)
     d = int(_cfg_get(hf_config, "hidden_size"))
     cfg = dict(
@@ -246,7 +246,7 @@ def hf_vit_state_dict(state_dict: _StateDict) -> tuple[dict[str, torch.Tensor], 
 
 
 def vit_from_hf_vit(state_dict: _StateDict, hf_config: Any, **overrides: Any) -> VisionTransformer:
-    """A :class:`VisionTransformer` equal to a Hugging Face ``ViTModel`` or ``ViTForImageClassification``.
+    """A :class:`~vitcore.vit.VisionTransformer` equal to a Hugging Face ``ViTModel`` or ``ViTForImageClassification``.
 
     ``forward_features`` returns ``last_hidden_state``; with a ``classifier`` the logits match too.
     The ``ViTModel`` pooler is dropped with a warning.
@@ -274,10 +274,10 @@ _HF_DINOV2_LAYER = {
 
 
 def hf_dinov2_config(hf_config: Any, **overrides: Any) -> ViTConfig:
-    """:class:`ViTConfig` equal to a ``transformers.Dinov2Config`` (object or dict).
+    """:class:`~vitcore.vit.ViTConfig` equal to a ``transformers.Dinov2Config`` (object or dict).
 
     DINOv2 always resamples its position embeddings to the input's patch grid (bicubic,
-    ``align_corners=False``, as :func:`vitcore.resample_pos_embed`), so ``dynamic_img_size`` is on.
+    ``align_corners=False``, as :func:`vitcore.embed.resample_pos_embed`), so ``dynamic_img_size`` is on.
     """
     _check_gelu(hf_config)
     if _cfg_get(hf_config, "use_swiglu_ffn", False):
@@ -312,7 +312,7 @@ def hf_dinov2_state_dict(state_dict: _StateDict) -> tuple[dict[str, torch.Tensor
 
 
 def vit_from_hf_dinov2(state_dict: _StateDict, hf_config: Any, **overrides: Any) -> VisionTransformer:
-    """A :class:`VisionTransformer` (``num_classes=0``) equal to a Hugging Face ``Dinov2Model``.
+    """A :class:`~vitcore.vit.VisionTransformer` (``num_classes=0``) equal to a Hugging Face ``Dinov2Model``.
 
     ``forward_features`` returns ``last_hidden_state`` (CLS first, then the patches).
     """

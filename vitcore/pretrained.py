@@ -16,7 +16,7 @@ Most weights are ONNX initializers named ``backbone.<hf name>``. Three things ne
   ``(1, 1369, D)``, joined by a Concat after the grid is resampled to the input size;
 - the graph takes 224x224 images: it resamples the 37x37 positions to 16x16 with bicubic
   interpolation (half-pixel centres, a = -0.75, no antialiasing), exactly what
-  :func:`vitcore.resample_pos_embed` does, so we build the model with ``dynamic_img_size=True``.
+  :func:`vitcore.embed.resample_pos_embed` does, so we build the model with ``dynamic_img_size=True``.
   (Hugging Face's ``Dinov2Model``, which the graph was exported from, resamples to an exact
   ``size``; Meta's original DINOv2 code passes ``scale_factor=(grid + 0.1) / 37`` instead, which
   samples at very slightly different points. We match the graph.)
