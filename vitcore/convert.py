@@ -5,7 +5,7 @@ architecture has to be read off the tensor shapes. Hugging Face keeps query, key
 three linear layers and names everything differently; we rename its keys and concatenate
 ``q, k, v`` into our single ``qkv`` layer. Every converter ends in
 :func:`vitcore.checkpoint.load_state_dict_strict`, so a key that does not fit is named, never
-silently dropped (except the few listed in :data:`HF_IGNORED`, which have no place in a ViT
+silently dropped (except the few listed in ``HF_IGNORED``, which have no place in a ViT
 encoder and are reported with a warning).
 """
 
