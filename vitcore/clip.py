@@ -50,6 +50,7 @@ class ClipTokenizer:
         self.eot_id = self._bpe.eot_token_id
 
     def encode(self, texts: str | Sequence[str]) -> torch.Tensor:
+        """Texts -> token ids ``(B, context_length)``; raises if a text does not fit."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         for t in texts:
             n = len(self._bpe.encode(t)) + 2
@@ -58,6 +59,7 @@ class ClipTokenizer:
         return self._bpe(texts, context_length=self.context_length)
 
     def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
+        """Token ids -> text, dropping padding and the start/end tokens."""
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
         ids = [i for i in ids if i not in (0, self.sot_id, self.eot_id)]
         return self._bpe.decode(ids).strip()
@@ -190,7 +192,7 @@ class CompactVocab:
         return out
 
     def to_original(self, ids: torch.Tensor) -> torch.Tensor:
-        """Compact ids back to the tokenizer's ids (for :meth:`ClipTokenizer.decode`)."""
+        """Compact ids back to the tokenizer's ids (for :meth:`vitcore.clip.ClipTokenizer.decode`)."""
         return self.kept[ids.long()]
 
 

@@ -149,8 +149,8 @@ def load_texture(name: str, scale: float = 0.25) -> np.ndarray:
 class ObjectSpec:
     """What to paste; ``None`` fields are drawn at random.
 
-    ``label``: class index into :attr:`SceneComposer.class_names` (Fashion-MNIST classes first,
-    then stamp names); ``colour``: index into :attr:`SceneComposer.colour_names` (ignored for
+    ``label``: class index into ``SceneComposer.class_names`` (Fashion-MNIST classes first,
+    then stamp names); ``colour``: index into ``SceneComposer.colour_names`` (ignored for
     stamps, which keep their own colours); ``size``: side of the object's frame in pixels;
     ``xy``: top-left corner of its tight box on the canvas; ``item``: which image of that class.
     """
@@ -207,7 +207,7 @@ class SceneComposer:
 
     ``items`` ``(N, 28, 28)`` uint8 with ``item_labels`` ``(N,)`` (e.g. from
     :func:`vitcore.data.load_fashion_mnist`); ``stamps`` from :func:`load_stamps`.
-    ``background``: ``"black"``, ``"white"``, ``"gray"``, ``"noise"``, a name from :data:`TEXTURES`,
+    ``background``: ``"black"``, ``"white"``, ``"gray"``, ``"noise"``, a name from ``TEXTURES``,
     or a list of these (one drawn per scene). ``object_size``: (min, max) side of an item's frame.
     ``allow_overlap=False`` keeps objects ``min_gap`` pixels apart (so none is hidden);
     with overlap allowed later objects cover earlier ones and boxes shrink to what stays visible.
