@@ -61,3 +61,26 @@ def test_loss_counts_answer_tokens_only_and_learns_a_fixed_answer():
     assert loss.item() < 0.05
     out = model.generate(images[:2], torch.tensor([prompt] * 2), max_new_tokens=15, eos_id=tok.eos_id)
     assert parse_box(tok.decode(out[0].tolist()), grid=100) == (10, 20, 30, 40)
+
+
+def test_precomputed_vision_tokens_give_the_same_logits_and_attention():
+    torch.manual_seed(0)
+    model, tok = tiny_vlm()
+    images = torch.randn(2, 1, 16, 16)
+    ids = torch.tensor([tok.encode("find the bag", bos=True)] * 2)
+    feats = model.vision_features(images)  # (2, 17, 16) with CLS
+    assert feats.shape == (2, 17, 16)
+    torch.testing.assert_close(model.logits(None, ids, vision_tokens=feats), model.logits(images, ids))
+    out_a = model.generate(images, ids, max_new_tokens=3)
+    out_b = model.generate(None, ids, max_new_tokens=3, vision_tokens=feats)
+    assert torch.equal(out_a, out_b)
+    import pytest
+
+    with pytest.raises(ValueError, match="images or precomputed"):
+        model.image_tokens(None)
+    x = torch.cat([model.image_tokens(images), model.lm.tok_embed(ids)], 1)
+    logits, maps = model.lm(x, return_attention=True)
+    torch.testing.assert_close(logits, model.lm(x))
+    assert len(maps) == 1 and maps[0].shape == (2, 2, x.shape[1], x.shape[1])
+    assert torch.all(maps[0].triu(1) == 0)  # causal: no attention to later tokens
+    torch.testing.assert_close(maps[0].sum(-1), torch.ones(2, 2, x.shape[1]))

@@ -94,16 +94,26 @@ class TinyLM(nn.Module):
         self.lm_head = nn.Linear(dim, vocab_size, bias=False)
         self.max_len = max_len
 
-    def forward(self, embeds: torch.Tensor) -> torch.Tensor:
-        """``(B, L, D)`` embeddings -> next-token logits ``(B, L, V)`` under a causal mask."""
+    def forward(self, embeds: torch.Tensor, return_attention: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(B, L, D)`` embeddings -> next-token logits ``(B, L, V)`` under a causal mask.
+
+        With ``return_attention`` also each block's attention weights ``(B, heads, L, L)``.
+        """
         n = embeds.shape[1]
         if n > self.max_len:
             raise ValueError(f"sequence of {n} tokens exceeds max_len={self.max_len}")
         x = embeds + self.pos_embed[:, :n]
         mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+        maps = []
         for blk in self.blocks:
-            x = blk(x, attn_mask=mask)
-        return self.lm_head(self.norm(x))
+            if return_attention:
+                x, w = blk(x, attn_mask=mask, return_attention=True)
+                maps.append(w)
+            else:
+                x = blk(x, attn_mask=mask)
+        logits = self.lm_head(self.norm(x))
+        return (logits, maps) if return_attention else logits
 
 
 class VisionLanguageModel(nn.Module):
@@ -122,33 +132,48 @@ class VisionLanguageModel(nn.Module):
             for p in self.vision.parameters():
                 p.requires_grad = False
 
-    def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W) -> (B, N_img, D_lm)``: patch tokens of the chosen ViT block, projected."""
+    def vision_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, T, D_v)``: all tokens (prefix included) of the chosen ViT block."""
         with torch.set_grad_enabled(not self.freeze_vision and torch.is_grad_enabled()):
             if self.freeze_vision:
                 self.vision.eval()
-            tokens = self.vision.get_intermediate_layers(images, [self.feature_layer])[0]  # (B, T, Dv)
+            return self.vision.get_intermediate_layers(images, [self.feature_layer])[0]
+
+    def image_tokens(self, images: torch.Tensor | None, vision_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, N_img, D_lm)``: patch tokens of the chosen ViT block, projected.
+
+        ``vision_tokens`` ``(B, T, D_v)``: precomputed :meth:`vision_features` (a frozen encoder
+        need run only once per image); then ``images`` is ignored and may be ``None``.
+        """
+        if vision_tokens is not None:
+            tokens = vision_tokens
+        elif images is None:
+            raise ValueError("give images or precomputed vision_tokens")
+        else:
+            tokens = self.vision_features(images)  # (B, T, Dv)
         if not self.use_prefix_tokens:
             tokens = tokens[:, self.vision.num_prefix_tokens :]
         return self.connector(tokens)
 
-    def logits(self, images: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    def logits(self, images: torch.Tensor | None, ids: torch.Tensor,
+               vision_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for the text positions only: ``(B, L_text, V)``."""
-        img = self.image_tokens(images)
+        img = self.image_tokens(images, vision_tokens)
         x = torch.cat([img, self.lm.tok_embed(ids)], dim=1)  # (B, N_img + L, D)
         return self.lm(x)[:, img.shape[1] :]
 
-    def loss(self, images: torch.Tensor, ids: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
+    def loss(self, images: torch.Tensor | None, ids: torch.Tensor, answer_mask: torch.Tensor,
+             vision_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token cross-entropy on answer tokens only (``answer_mask`` marks them in ``ids``)."""
-        logits = self.logits(images, ids[:, :-1])  # predict ids[:, 1:]
+        logits = self.logits(images, ids[:, :-1], vision_tokens)  # predict ids[:, 1:]
         target = ids[:, 1:].masked_fill(~answer_mask[:, 1:].bool(), -100)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
 
     @torch.no_grad()
-    def generate(self, images: torch.Tensor, prompt_ids: torch.Tensor, max_new_tokens: int = 12,
-                 eos_id: int | None = None) -> torch.Tensor:
+    def generate(self, images: torch.Tensor | None, prompt_ids: torch.Tensor, max_new_tokens: int = 12,
+                 eos_id: int | None = None, vision_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Greedy decoding: append the most likely token until ``eos_id`` or ``max_new_tokens``."""
-        img = self.image_tokens(images)
+        img = self.image_tokens(images, vision_tokens)
         ids = prompt_ids
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         for _ in range(max_new_tokens):

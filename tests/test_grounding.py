@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from vitcore.boxes import format_box, parse_box, quantize_box
+from vitcore.data import load_fashion_mnist
+from vitcore.grounding import (
+    BoxRegressor, box_regression_loss, encode_grounding, localisation_metrics, make_referring_dataset, word_ids,
+)
+from vitcore.scenes import SceneComposer
+from vitcore.vit import ViTConfig, VisionTransformer
+from vitcore.vlm import GroundingTokenizer
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = load_fashion_mnist("test")
+    comp = SceneComposer(x[:1000].numpy(), y[:1000].numpy(), canvas_size=48, object_size=(14, 20),
+                         colours=("red", "green", "blue"), background=["grass", "coffee"])
+    return make_referring_dataset(comp, 40, seed=3)
+
+
+def test_boxes_enclose_the_target_and_instructions_name_it(data):
+    assert data.images.shape == (40, 3, 48, 48) and data.boxes.shape == (40, 4)
+    s = data.scenes
+    same_kind = 0
+    for i in range(len(data)):
+        objs = s.objects(i)
+        me = objs[int(data.target[i])]
+        # the box is exactly the extent of the target's visible pixels in the instance mask
+        ys, xs = torch.nonzero(s.instance_masks[i] == int(data.target[i]) + 1, as_tuple=True)
+        assert tuple(data.boxes[i].tolist()) == (xs.min().item(), ys.min().item(), xs.max().item() + 1,
+                                                 ys.max().item() + 1)
+        assert torch.equal(data.images[i], s.images[i])
+        text = data.instructions[i]
+        assert text.startswith("find the") and me["name"] in text
+        rivals = [o for j, o in enumerate(objs) if j != int(data.target[i]) and o["name"] == me["name"]]
+        if rivals:
+            same_kind += 1
+            # a same-kind distractor forces a colour or a place into the instruction
+            assert me["colour_name"] in text or any(w in text for w in ("left", "right", "top", "bottom"))
+    assert same_kind >= 10  # distractors of the same kind are common
+
+
+def test_encode_grounding_marks_the_box_answer(data):
+    words = {w for t in data.instructions for w in GroundingTokenizer.split(t)}
+    tok = GroundingTokenizer(words, grid=48)
+    ids, mask = encode_grounding(tok, data.instructions[:3], data.boxes[:3], (48, 48))
+    for i in range(3):
+        answer = tok.decode(ids[i][mask[i].bool()].tolist())
+        assert parse_box(answer, grid=48) == tuple(data.boxes[i].tolist())  # grid 48 on 48 px: exact
+        prompt = tok.decode(ids[i][~mask[i].bool()].tolist())
+        assert prompt == data.instructions[i]
+    with pytest.raises(ValueError, match="instructions but"):
+        encode_grounding(tok, data.instructions[:3], data.boxes[:2], (48, 48))
+
+
+def test_regressor_outputs_boxes_and_loss_is_zero_only_on_target():
+    vit = VisionTransformer(ViTConfig(img_size=16, patch_size=4, num_classes=0, embed_dim=16, depth=1, num_heads=2))
+    reg = BoxRegressor(vit, vocab_size=10)
+    out = reg(torch.rand(3, 3, 16, 16), torch.tensor([[1, 2, 0], [3, 0, 0], [4, 5, 6]]))
+    assert out.shape == (3, 4) and (out[:, 2:] >= out[:, :2]).all() and out.min() >= 0 and out.max() <= 16
+    with pytest.raises(ValueError, match="word ids"):
+        reg(torch.rand(1, 3, 16, 16))
+    t = torch.tensor([[2.0, 2, 10, 12]])
+    assert box_regression_loss(t, t, (16, 16)).item() == pytest.approx(0.0, abs=1e-6)
+    assert box_regression_loss(t + 3, t, (16, 16)).item() > 0.1
+
+
+def test_localisation_metrics_count_failures_as_misses():
+    target = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10]])
+    pred = torch.tensor([[0.0, 0, 10, 10], [0, 0, 0, 0]])
+    m = localisation_metrics(pred, target, torch.tensor([False, True]))
+    assert m["acc@0.5"] == 0.5 and m["mean_iou"] == 0.5 and m["parse_fail"] == 0.5 and m["corner_err_px"] == 0
+
+
+def test_word_ids_pad_with_zero():
+    tok = GroundingTokenizer(["find", "the", "bag"], grid=10)
+    w = word_ids(tok, ["find the bag", "find bag"])
+    assert w.shape == (2, 3) and w[1, 2] == tok.pad_id == 0
+    assert format_box(quantize_box(torch.tensor([0, 0, 5, 5]), (10, 10), 10)) == "<box>(0,0,5,5)</box>"
