@@ -69,3 +69,28 @@ def test_adapters_start_as_identity_and_count():
     assert n == 2 * (16 * 4 + 4 + 4 * 16 + 16)
     torch.testing.assert_close(model(x), before)
     assert freeze_except(model, ["head."]) == 16 * 4 + 4
+
+
+def test_tail_on_cached_tokens_equals_the_whole_model():
+    from vitcore.adapt import ViTTail, count_trainable, tokens_after
+
+    torch.manual_seed(0)
+    model = VisionTransformer(ViTConfig(img_size=16, patch_size=4, in_chans=3, num_classes=4, embed_dim=16,
+                                        depth=3, num_heads=2)).eval()
+    nn.init.normal_(model.head.weight)
+    x = torch.randn(5, 3, 16, 16)
+    for start in (0, 2, 3):
+        tail = ViTTail(model, start, num_classes=4).eval()
+        tail.head.load_state_dict(model.head.state_dict())
+        tokens = tokens_after(model, x, start, batch_size=2)
+        assert tokens.shape == (5, 17, 16)
+        torch.testing.assert_close(tail(tokens), model(x), rtol=1e-5, atol=1e-5)
+        assert len(tail.blocks) == 3 - start
+    tail = ViTTail(model, 2, num_classes=4)
+    names = apply_lora(tail, ["attn.qkv"], r=2)  # wraps the copied block, not the original model
+    assert names == ["blocks.0.attn.qkv"] and count_trainable(tail) == 2 * (16 + 48)
+    assert count_trainable(model) == sum(p.numel() for p in model.parameters())
+    with pytest.raises(ValueError, match="n_blocks"):
+        tokens_after(model, x, 4)
+    with pytest.raises(ValueError, match="start"):
+        ViTTail(model, -1, 4)

@@ -7,13 +7,17 @@ pretrained model. After training the update can be merged: ``W' = W + (alpha / r
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
-__all__ = ["LoRALinear", "apply_lora", "Adapter", "MlpWithAdapter", "add_adapters", "freeze_except"]
+__all__ = [
+    "LoRALinear", "apply_lora", "Adapter", "MlpWithAdapter", "add_adapters", "freeze_except",
+    "tokens_after", "ViTTail", "count_trainable",
+]
 
 
 class LoRALinear(nn.Module):
@@ -112,3 +116,63 @@ def freeze_except(model: nn.Module, trainable_prefixes: Iterable[str]) -> int:
     for name, p in model.named_parameters():
         p.requires_grad = name.startswith(prefixes)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_trainable(model: nn.Module) -> int:
+    """Number of parameters with ``requires_grad``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def tokens_after(model: nn.Module, images: torch.Tensor, n_blocks: int, batch_size: int = 64) -> torch.Tensor:
+    """Run a ViT's embedding and its first ``n_blocks`` blocks once: ``(B, C, H, W) -> (B, T, D)``.
+
+    When only the later blocks are trained, these tokens never change, so they are computed once
+    and cached; :class:`ViTTail` takes them from there.
+    """
+    depth = len(model.blocks)  # type: ignore[arg-type]
+    if not 0 <= n_blocks <= depth:
+        raise ValueError(f"n_blocks must be in [0, {depth}], got {n_blocks}")
+    was_training = model.training
+    model.eval()
+    outs = []
+    for i in range(0, len(images), batch_size):
+        x = model.embed(images[i : i + batch_size])  # type: ignore[operator]
+        for blk in model.blocks[:n_blocks]:  # type: ignore[index]
+            x = blk(x)
+        outs.append(x)
+    model.train(was_training)
+    return torch.cat(outs)
+
+
+class ViTTail(nn.Module):
+    """A copy of a ViT's blocks from ``start`` on, its final norm and pooling, and a new linear head.
+
+    ``tail(tokens_after(model, x, start))`` equals ``model(x)`` up to the head, so the later blocks
+    can be fine-tuned (or given LoRA / adapters) on cached tokens. Block names restart at
+    ``blocks.0``; the module names inside a block (``attn.qkv``, ``mlp.fc1``) are unchanged.
+    """
+
+    def __init__(self, model: nn.Module, start: int, num_classes: int) -> None:
+        super().__init__()
+        depth = len(model.blocks)  # type: ignore[arg-type]
+        if not 0 <= start <= depth:
+            raise ValueError(f"start must be in [0, {depth}], got {start}")
+        self.blocks = copy.deepcopy(model.blocks[start:])  # type: ignore[index]
+        self.norm = copy.deepcopy(model.norm)
+        self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 1))
+        self.global_pool = model.config.global_pool  # type: ignore[union-attr]
+        dim = model.norm.normalized_shape[0] if isinstance(model.norm, nn.LayerNorm) else model.config.embed_dim  # type: ignore[union-attr]
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Cached tokens ``(B, T, D)`` -> normalised output tokens ``(B, T, D)``."""
+        for blk in self.blocks:
+            tokens = blk(tokens)
+        return self.norm(tokens)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Cached tokens ``(B, T, D)`` -> logits ``(B, num_classes)``."""
+        x = self.forward_features(tokens)
+        pooled = x[:, self.num_prefix_tokens :].mean(1) if self.global_pool == "avg" else x[:, 0]
+        return self.head(pooled)
