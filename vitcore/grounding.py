@@ -154,9 +154,10 @@ def encode_grounding(tok: GroundingTokenizer, instructions: Sequence[str], boxes
 
 @torch.no_grad()
 def ground(model: VisionLanguageModel, tok: GroundingTokenizer, images: torch.Tensor, instructions: Sequence[str],
-           batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+           batch_size: int = 256, features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Greedy answers for each (image, instruction): pixel boxes ``(B, 4)`` float, a ``(B,)`` bool
-    mask of answers that failed to parse (their box is all zeros) and the generated texts."""
+    mask of answers that failed to parse (their box is all zeros) and the generated texts.
+    ``features``: precomputed vision tokens ``(B, T, D_v)`` of a frozen encoder."""
     model.eval()
     image_size = tuple(images.shape[-2:])
     out_boxes = torch.zeros(len(instructions), 4)
@@ -171,7 +172,9 @@ def ground(model: VisionLanguageModel, tok: GroundingTokenizer, images: torch.Te
         for j in range(0, len(idx_all), batch_size):
             idx = idx_all[j : j + batch_size]
             ids = torch.tensor([prompts[i] for i in idx], device=dev)
-            gen = model.generate(images[idx].to(dev), ids, max_new_tokens=12, eos_id=tok.eos_id).cpu()
+            vt = features[idx].to(dev) if features is not None else None
+            gen = model.generate(None if vt is not None else images[idx].to(dev), ids, max_new_tokens=12,
+                                 eos_id=tok.eos_id, vision_tokens=vt).cpu()
             for i, g in zip(idx, gen):
                 texts[i] = tok.decode(g.tolist())
                 try:
@@ -207,9 +210,14 @@ class BoxRegressor(nn.Module):
         self.text = nn.Embedding(vocab_size, d) if vocab_size > 0 else None
         self.box_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 4))
 
-    def forward(self, images: torch.Tensor, words: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, C, H, W)`` [+ word ids ``(B, L)``, ``0`` = padding] -> pixel boxes ``(B, 4)``."""
-        feats = self.vision.forward_features(images)[:, 0]  # (B, D) CLS
+    def forward(self, images: torch.Tensor, words: torch.Tensor | None = None,
+                vision_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, C, H, W)`` [+ word ids ``(B, L)``, ``0`` = padding] -> pixel boxes ``(B, 4)``.
+
+        ``vision_tokens`` ``(B, T, D)``: precomputed ViT output tokens (a frozen encoder); the
+        images then only give the size."""
+        tokens = vision_tokens if vision_tokens is not None else self.vision.forward_features(images)
+        feats = tokens[:, 0]  # (B, D) CLS
         if self.text is not None:
             if words is None:
                 raise ValueError("this BoxRegressor reads an instruction: pass its word ids")
@@ -245,9 +253,10 @@ def _batches(n: int, batch_size: int, gen: torch.Generator):
 
 def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: ReferringData, epochs: int = 4,
               batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 0.05, seed: int = 0,
-              progress: bool = True, desc: str = "SFT") -> list[float]:
+              progress: bool = True, desc: str = "SFT", features: torch.Tensor | None = None) -> list[float]:
     """Supervised fine-tuning on ``(image, instruction, box)``: answer-only cross-entropy,
-    AdamW with warmup + cosine. Returns the loss of every step."""
+    AdamW with warmup + cosine. Returns the loss of every step. ``features``: precomputed
+    vision tokens ``(B, T, D_v)`` of a frozen encoder, used instead of the images."""
     from tqdm.auto import tqdm
 
     dev = next(model.parameters()).device
@@ -264,7 +273,9 @@ def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: Referri
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine(len(losses), steps, max(1, steps // 10), lr, lr / 20)
             n = int(mask[b].nonzero()[:, 1].max()) + 1  # trim padding columns
-            loss = model.loss(data.images[b].to(dev), ids[b, :n].to(dev), mask[b, :n].to(dev))
+            vt = features[b].to(dev) if features is not None else None
+            loss = model.loss(None if vt is not None else data.images[b].to(dev), ids[b, :n].to(dev),
+                              mask[b, :n].to(dev), vision_tokens=vt)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -287,12 +298,15 @@ def word_ids(tok: GroundingTokenizer, instructions: Sequence[str]) -> torch.Tens
 
 def train_regressor(model: BoxRegressor, data: ReferringData, words: torch.Tensor | None = None,
                     epochs: int = 4, batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 0.05,
-                    seed: int = 0, progress: bool = True, desc: str = "L1+GIoU") -> list[float]:
-    """Train the regression baseline with :func:`box_regression_loss`; returns per-step losses."""
+                    seed: int = 0, progress: bool = True, desc: str = "L1+GIoU",
+                    features: torch.Tensor | None = None) -> list[float]:
+    """Train the regression baseline with :func:`box_regression_loss`; returns per-step losses.
+    ``features``: precomputed tokens of a frozen encoder (then only the head trains)."""
     from tqdm.auto import tqdm
 
     dev = next(model.parameters()).device
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     steps = epochs * (len(data) // batch_size)
     gen = torch.Generator().manual_seed(seed)
     losses: list[float] = []
@@ -303,10 +317,11 @@ def train_regressor(model: BoxRegressor, data: ReferringData, words: torch.Tenso
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine(len(losses), steps, max(1, steps // 10), lr, lr / 20)
             w = words[b].to(dev) if words is not None else None
-            loss = box_regression_loss(model(data.images[b].to(dev), w), data.boxes[b].to(dev), data.image_size)
+            vt = features[b].to(dev) if features is not None else None
+            loss = box_regression_loss(model(data.images[b].to(dev), w, vt), data.boxes[b].to(dev), data.image_size)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             losses.append(loss.item())
             bar.update()
