@@ -78,3 +78,22 @@ def test_word_ids_pad_with_zero():
     w = word_ids(tok, ["find the bag", "find bag"])
     assert w.shape == (2, 3) and w[1, 2] == tok.pad_id == 0
     assert format_box(quantize_box(torch.tensor([0, 0, 5, 5]), (10, 10), 10)) == "<box>(0,0,5,5)</box>"
+
+
+def test_every_object_gives_one_example_per_nameable_object():
+    x, y = load_fashion_mnist("test")
+    comp = SceneComposer(x[:1000].numpy(), y[:1000].numpy(), canvas_size=48, object_size=(14, 20),
+                         colours=("red", "green", "blue"), background=["grass", "coffee"])
+    d = make_referring_dataset(comp, 30, seed=5, every_object=True)
+    assert len(d.scenes) == 30 and len(d) > 30  # several examples share a scene
+    assert d.images.shape == (len(d), 3, 48, 48)
+    for i in range(len(d)):
+        s, k = int(d.scene_index[i]), int(d.target[i])
+        ys, xs = torch.nonzero(d.scenes.instance_masks[s] == k + 1, as_tuple=True)
+        assert tuple(d.boxes[i].tolist()) == (xs.min().item(), ys.min().item(), xs.max().item() + 1,
+                                              ys.max().item() + 1)
+        assert d.scenes.objects(s)[k]["name"] in d.instructions[i]
+    for s in range(len(d.scenes)):
+        texts = [t for t, j in zip(d.instructions, d.scene_index.tolist()) if j == s]
+        assert len(texts) == len(set(texts)) >= 1  # each names a different object
+    assert torch.equal(d.batch_images(torch.tensor([0, len(d) - 1])), d.images[[0, len(d) - 1]])

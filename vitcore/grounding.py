@@ -36,29 +36,43 @@ __all__ = [
 
 @dataclass
 class ReferringData:
-    """``images`` ``(B, 3, H, W)``; ``instructions``; ``boxes`` ``(B, 4)`` long pixel boxes of the
-    targets; ``target`` ``(B,)`` the target's object index in ``scenes``."""
+    """Examples ``(image, instruction, box)``: ``instructions``; ``boxes`` ``(B, 4)`` long pixel
+    boxes of the targets; ``target`` ``(B,)`` the target's object index in its scene;
+    ``scene_index`` ``(B,)`` the row of ``scenes`` holding the example's image (several
+    examples may share one scene, so a frozen encoder runs once per scene)."""
 
-    images: torch.Tensor
     instructions: list[str]
     boxes: torch.Tensor
     target: torch.Tensor
+    scene_index: torch.Tensor
     scenes: Scenes
 
     def __len__(self) -> int:
         return len(self.instructions)
 
     @property
+    def images(self) -> torch.Tensor:
+        """``(B, 3, H, W)``: the image of every example (a copy when scenes are shared)."""
+        return self.scenes.images[self.scene_index]
+
+    def batch_images(self, idx: torch.Tensor) -> torch.Tensor:
+        """The images of examples ``idx`` without gathering all of them."""
+        return self.scenes.images[self.scene_index[idx]]
+
+    @property
     def image_size(self) -> tuple[int, int]:
-        return tuple(self.images.shape[-2:])  # type: ignore[return-value]
+        return tuple(self.scenes.images.shape[-2:])  # type: ignore[return-value]
 
 
 def make_referring_dataset(composer: SceneComposer, n: int, seed: int = 0, same_kind: float = 0.7,
-                           extra_objects: tuple[int, int] = (0, 1)) -> ReferringData:
+                           extra_objects: tuple[int, int] = (0, 1), every_object: bool = False) -> ReferringData:
     """``n`` scenes, each with a target, a same-kind distractor (probability ``same_kind``, in another
     colour half the time, else the same colour so only its place tells them apart) and
     ``extra_objects`` (min, max) objects of other kinds. The instruction is ``"find "`` + the
-    shortest unambiguous :func:`~vitcore.scenes.referring_expression` of the target."""
+    shortest unambiguous :func:`~vitcore.scenes.referring_expression` of the target.
+
+    With ``every_object`` each scene also gives one example for every other object that has an
+    unambiguous expression (more examples per image, at no extra encoder cost)."""
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     n_cls, n_col = composer.n_item_classes, len(composer.colour_names)
@@ -76,7 +90,7 @@ def make_referring_dataset(composer: SceneComposer, n: int, seed: int = 0, same_
             objs.append(ObjectSpec(label=int(rng.choice(others)), colour=int(rng.integers(n_col))))
         return objs
 
-    images, instr, boxes, target, keep = [], [], [], [], []
+    instr, boxes, target, scene_index, keep = [], [], [], [], []
     rng = np.random.default_rng(seed)
     need, rounds = n, 0
     while need > 0:
@@ -88,10 +102,14 @@ def make_referring_dataset(composer: SceneComposer, n: int, seed: int = 0, same_
             expr = referring_expression(s, i, 0)
             if expr is None or need == 0:
                 continue
-            images.append(s.images[i])
-            instr.append(f"find {expr}")
-            boxes.append(s.boxes[i, 0])
-            target.append(0)
+            for k in range(int(s.num_objects[i]) if every_object else 1):
+                e = expr if k == 0 else referring_expression(s, i, k)
+                if e is None:
+                    continue
+                instr.append(f"find {e}")
+                boxes.append(s.boxes[i, k])
+                target.append(k)
+                scene_index.append(len(keep))
             keep.append((s, i))
             need -= 1
     # One Scenes object for all kept scenes (re-indexed), so objects(i) matches example i.
@@ -109,14 +127,14 @@ def make_referring_dataset(composer: SceneComposer, n: int, seed: int = 0, same_
 
     first = keep[0][0]
     scenes = Scenes(
-        images=torch.stack(images), boxes=stack("boxes", -1), labels=stack("labels", -1),
+        images=torch.stack([sc.images[i] for sc, i in keep]), boxes=stack("boxes", -1), labels=stack("labels", -1),
         colours=stack("colours", -1), instance_masks=stack("instance_masks", 0),
         semantic_masks=stack("semantic_masks", 0),
         num_objects=torch.tensor([int(sc.num_objects[i]) for sc, i in keep]),
         class_names=first.class_names, colour_names=first.colour_names,
         backgrounds=[sc.backgrounds[i] for sc, i in keep],
     )
-    return ReferringData(scenes.images, instr, torch.stack(boxes), torch.tensor(target), scenes)
+    return ReferringData(instr, torch.stack(boxes), torch.tensor(target), torch.tensor(scene_index), scenes)
 
 
 # ----------------------------------------------------------------------------- text in, box out
@@ -256,7 +274,8 @@ def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: Referri
               progress: bool = True, desc: str = "SFT", features: torch.Tensor | None = None) -> list[float]:
     """Supervised fine-tuning on ``(image, instruction, box)``: answer-only cross-entropy,
     AdamW with warmup + cosine. Returns the loss of every step. ``features``: precomputed
-    vision tokens ``(B, T, D_v)`` of a frozen encoder, used instead of the images."""
+    vision tokens ``(S, T, D_v)`` of a frozen encoder, one row per scene of ``data.scenes``,
+    used instead of the images."""
     from tqdm.auto import tqdm
 
     dev = next(model.parameters()).device
@@ -273,8 +292,8 @@ def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: Referri
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine(len(losses), steps, max(1, steps // 10), lr, lr / 20)
             n = int(mask[b].nonzero()[:, 1].max()) + 1  # trim padding columns
-            vt = features[b].to(dev) if features is not None else None
-            loss = model.loss(None if vt is not None else data.images[b].to(dev), ids[b, :n].to(dev),
+            vt = features[data.scene_index[b]].to(dev) if features is not None else None
+            loss = model.loss(None if vt is not None else data.batch_images(b).to(dev), ids[b, :n].to(dev),
                               mask[b, :n].to(dev), vision_tokens=vt)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -301,7 +320,8 @@ def train_regressor(model: BoxRegressor, data: ReferringData, words: torch.Tenso
                     seed: int = 0, progress: bool = True, desc: str = "L1+GIoU",
                     features: torch.Tensor | None = None) -> list[float]:
     """Train the regression baseline with :func:`box_regression_loss`; returns per-step losses.
-    ``features``: precomputed tokens of a frozen encoder (then only the head trains)."""
+    ``features``: precomputed tokens ``(S, T, D)`` of a frozen encoder, one row per scene of
+    ``data.scenes`` (then only the head trains)."""
     from tqdm.auto import tqdm
 
     dev = next(model.parameters()).device
@@ -317,8 +337,8 @@ def train_regressor(model: BoxRegressor, data: ReferringData, words: torch.Tenso
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine(len(losses), steps, max(1, steps // 10), lr, lr / 20)
             w = words[b].to(dev) if words is not None else None
-            vt = features[b].to(dev) if features is not None else None
-            loss = box_regression_loss(model(data.images[b].to(dev), w, vt), data.boxes[b].to(dev), data.image_size)
+            vt = features[data.scene_index[b]].to(dev) if features is not None else None
+            loss = box_regression_loss(model(data.batch_images(b).to(dev), w, vt), data.boxes[b].to(dev), data.image_size)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
