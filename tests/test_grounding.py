@@ -4,7 +4,8 @@ import torch
 from vitcore.boxes import format_box, parse_box, quantize_box
 from vitcore.data import load_fashion_mnist
 from vitcore.grounding import (
-    BoxRegressor, box_regression_loss, encode_grounding, localisation_metrics, make_referring_dataset, word_ids,
+    BoxRegressor, box_regression_loss, coordinate_smoothed_loss, encode_grounding, localisation_metrics,
+    make_referring_dataset, word_ids,
 )
 from vitcore.scenes import SceneComposer
 from vitcore.vit import ViTConfig, VisionTransformer
@@ -97,3 +98,50 @@ def test_every_object_gives_one_example_per_nameable_object():
         texts = [t for t, j in zip(d.instructions, d.scene_index.tolist()) if j == s]
         assert len(texts) == len(set(texts)) >= 1  # each names a different object
     assert torch.equal(d.batch_images(torch.tensor([0, len(d) - 1])), d.images[[0, len(d) - 1]])
+
+
+def test_coordinate_smoothed_loss_is_ce_at_zero_and_prefers_near_misses():
+    tok = GroundingTokenizer(["find", "the", "bag"], grid=20)
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, len(tok))
+    target = torch.randint(0, len(tok), (2, 5))
+    target[0, 0] = -100
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, len(tok)), target.reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(coordinate_smoothed_loss(logits, target, tok, 0.0), ce)
+    c0 = tok.stoi["0"]
+    t = torch.tensor([[c0 + 10]])
+
+    def peaked(at: int) -> torch.Tensor:
+        z = torch.zeros(1, 1, len(tok))
+        z[0, 0, at] = 8.0
+        return z
+
+    near, far = (coordinate_smoothed_loss(peaked(c0 + k), t, tok, 1.0) for k in (11, 17))
+    assert near < far
+    # one-hot CE cannot tell the two apart
+    assert torch.isclose(coordinate_smoothed_loss(peaked(c0 + 11), t, tok, 0.0),
+                         coordinate_smoothed_loss(peaked(c0 + 17), t, tok, 0.0))
+    # non-coordinate targets keep one-hot targets
+    w = torch.tensor([[tok.stoi["bag"]]])
+    torch.testing.assert_close(coordinate_smoothed_loss(peaked(c0), w, tok, 1.0),
+                               coordinate_smoothed_loss(peaked(c0), w, tok, 0.0))
+    with pytest.raises(ValueError):
+        coordinate_smoothed_loss(logits, target, tok, -1.0)
+
+
+def test_train_vlm_runs_exact_steps_and_lowers_the_loss(data):
+    from vitcore.grounding import train_vlm
+    from vitcore.vlm import TinyLM, VisionLanguageModel
+
+    torch.manual_seed(0)
+    words = {w for t in data.instructions for w in GroundingTokenizer.split(t)}
+    tok = GroundingTokenizer(words, grid=12)
+    vit = VisionTransformer(ViTConfig(img_size=48, patch_size=12, in_chans=3, num_classes=0, embed_dim=32,
+                                      depth=2, num_heads=2))
+    vlm = VisionLanguageModel(vit, TinyLM(len(tok), dim=32, depth=1, num_heads=2, max_len=48),
+                              feature_layer=[0, 1])
+    feats = vlm.vision_features(data.scenes.images).detach()  # one row per scene
+    losses = train_vlm(vlm, tok, data, steps=60, batch_size=8, lr=3e-3, features=feats, coord_sigma=1.0,
+                       progress=False)
+    assert len(losses) == 60  # 60 steps although one epoch holds only 5 batches
+    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10

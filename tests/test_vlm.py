@@ -34,6 +34,17 @@ def test_image_tokens_and_frozen_vision():
     assert model2.image_tokens(torch.randn(1, 1, 16, 16)).shape == (1, 17, 16)
 
 
+def test_several_feature_layers_are_concatenated_for_the_connector():
+    model, _ = tiny_vlm(feature_layer=[0, 1])
+    x = torch.randn(2, 1, 16, 16)
+    feats = model.vision_features(x)
+    first, last = model.vision.get_intermediate_layers(x, [0, 1])
+    assert feats.shape == (2, 17, 32) and torch.equal(feats, torch.cat([first, last], -1))
+    assert model.connector.fc1.in_features == 32
+    assert model.image_tokens(x).shape == (2, 16, 16)
+    assert torch.equal(model.image_tokens(None, feats), model.image_tokens(x))
+
+
 def test_loss_counts_answer_tokens_only_and_learns_a_fixed_answer():
     torch.manual_seed(0)
     model, tok = tiny_vlm()

@@ -30,7 +30,7 @@ from .vlm import GroundingTokenizer, VisionLanguageModel
 
 __all__ = [
     "ReferringData", "make_referring_dataset", "encode_grounding", "ground", "localisation_metrics",
-    "BoxRegressor", "box_regression_loss", "word_ids", "train_vlm", "train_regressor",
+    "BoxRegressor", "box_regression_loss", "word_ids", "train_vlm", "train_regressor", "coordinate_smoothed_loss",
 ]
 
 
@@ -53,6 +53,8 @@ class ReferringData:
     @property
     def images(self) -> torch.Tensor:
         """``(B, 3, H, W)``: the image of every example (a copy when scenes are shared)."""
+        if len(self.scene_index) == len(self.scenes) and torch.equal(self.scene_index, torch.arange(len(self.scenes))):
+            return self.scenes.images  # one example per scene: no copy
         return self.scenes.images[self.scene_index]
 
     def batch_images(self, idx: torch.Tensor) -> torch.Tensor:
@@ -262,6 +264,29 @@ def box_regression_loss(pred: torch.Tensor, target: torch.Tensor, image_size: tu
     return l1 + giou_weight * (1 - generalized_box_iou(pred, target.float())).mean()
 
 
+def coordinate_smoothed_loss(logits: torch.Tensor, target: torch.Tensor, tok: GroundingTokenizer,
+                             sigma: float = 0.0) -> torch.Tensor:
+    """Next-token cross-entropy where a coordinate token's target is a Gaussian over its
+    neighbours on the grid (std ``sigma`` grid steps) instead of one-hot, so that "23" for "24"
+    costs less than "5" for "24"; other tokens keep one-hot targets. ``logits`` ``(B, L, V)``,
+    ``target`` ``(B, L)`` ids with ``-100`` where no loss is taken. ``sigma=0`` is plain
+    cross-entropy."""
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    keep = target != -100
+    t, logp = target[keep], logits[keep].log_softmax(-1)  # (M,), (M, V)
+    if sigma == 0:
+        return F.nll_loss(logp, t)
+    q = F.one_hot(t, logits.shape[-1]).to(logp.dtype)  # (M, V)
+    c0, g = tok.stoi["0"], tok.grid  # coordinate tokens are the ids c0 .. c0 + g
+    is_coord = (t >= c0) & (t <= c0 + g)
+    steps = torch.arange(g + 1, device=t.device, dtype=logp.dtype)
+    soft = torch.exp(-0.5 * ((steps[None] - (t - c0)[:, None].to(logp.dtype)) / sigma) ** 2)  # (M, g + 1)
+    q[is_coord] = 0
+    q[is_coord, c0 : c0 + g + 1] = soft[is_coord] / soft[is_coord].sum(-1, keepdim=True)
+    return -(q * logp).sum(-1).mean()
+
+
 # ----------------------------------------------------------------------------- training loops
 def _batches(n: int, batch_size: int, gen: torch.Generator):
     perm = torch.randperm(n, generator=gen)
@@ -271,9 +296,11 @@ def _batches(n: int, batch_size: int, gen: torch.Generator):
 
 def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: ReferringData, epochs: int = 4,
               batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 0.05, seed: int = 0,
-              progress: bool = True, desc: str = "SFT", features: torch.Tensor | None = None) -> list[float]:
-    """Supervised fine-tuning on ``(image, instruction, box)``: answer-only cross-entropy,
-    AdamW with warmup + cosine. Returns the loss of every step. ``features``: precomputed
+              progress: bool = True, desc: str = "SFT", features: torch.Tensor | None = None,
+              coord_sigma: float = 0.0, steps: int | None = None) -> list[float]:
+    """Supervised fine-tuning on ``(image, instruction, box)``: answer-only cross-entropy
+    (:func:`coordinate_smoothed_loss` with ``coord_sigma``), AdamW with warmup + cosine, for
+    ``epochs`` passes or exactly ``steps`` steps. Returns the loss of every step. ``features``: precomputed
     vision tokens ``(S, T, D_v)`` of a frozen encoder, one row per scene of ``data.scenes``,
     used instead of the images."""
     from tqdm.auto import tqdm
@@ -282,19 +309,26 @@ def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: Referri
     ids, mask = encode_grounding(tok, data.instructions, data.boxes, data.image_size)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    steps = epochs * (len(data) // batch_size)
+    per_epoch = len(data) // batch_size
+    if per_epoch < 1:
+        raise ValueError(f"{len(data)} examples do not fill one batch of {batch_size}")
+    steps = steps if steps is not None else epochs * per_epoch
     gen = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     model.train()
     bar = tqdm(total=steps, desc=desc, disable=not progress)
-    for _ in range(epochs):
+    while len(losses) < steps:
         for b in _batches(len(data), batch_size, gen):
+            if len(losses) == steps:
+                break
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine(len(losses), steps, max(1, steps // 10), lr, lr / 20)
             n = int(mask[b].nonzero()[:, 1].max()) + 1  # trim padding columns
+            x, m = ids[b, :n].to(dev), mask[b, :n].to(dev)
             vt = features[data.scene_index[b]].to(dev) if features is not None else None
-            loss = model.loss(None if vt is not None else data.batch_images(b).to(dev), ids[b, :n].to(dev),
-                              mask[b, :n].to(dev), vision_tokens=vt)
+            logits = model.logits(None if vt is not None else data.batch_images(b).to(dev), x[:, :-1], vt)
+            target = x[:, 1:].masked_fill(~m[:, 1:].bool(), -100)  # predict the answer tokens only
+            loss = coordinate_smoothed_loss(logits, target, tok, coord_sigma)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

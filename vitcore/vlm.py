@@ -117,13 +117,18 @@ class TinyLM(nn.Module):
 
 
 class VisionLanguageModel(nn.Module):
-    """ViT -> connector -> TinyLM. ``feature_layer`` picks the ViT block whose tokens are used."""
+    """ViT -> connector -> TinyLM. ``feature_layer`` picks the ViT block whose tokens are used;
+    a sequence of blocks concatenates their tokens along the channels (multi-layer features,
+    as in Cambrian or Florence-2's DaViT heads), so the connector reads ``len(layers) * D_v``."""
 
-    def __init__(self, vision: VisionTransformer, lm: TinyLM, feature_layer: int = -1,
+    def __init__(self, vision: VisionTransformer, lm: TinyLM, feature_layer: int | Sequence[int] = -1,
                  use_prefix_tokens: bool = False, freeze_vision: bool = True) -> None:
         super().__init__()
         self.vision = vision
-        self.connector = Connector(vision.config.embed_dim, lm.tok_embed.embedding_dim)
+        self.feature_layers = [feature_layer] if isinstance(feature_layer, int) else list(feature_layer)
+        if not self.feature_layers:
+            raise ValueError("feature_layer: give a block index or a non-empty list of them")
+        self.connector = Connector(vision.config.embed_dim * len(self.feature_layers), lm.tok_embed.embedding_dim)
         self.lm = lm
         self.feature_layer = feature_layer
         self.use_prefix_tokens = use_prefix_tokens
@@ -133,11 +138,12 @@ class VisionLanguageModel(nn.Module):
                 p.requires_grad = False
 
     def vision_features(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W) -> (B, T, D_v)``: all tokens (prefix included) of the chosen ViT block."""
+        """``(B, C, H, W) -> (B, T, D_v * len(layers))``: all tokens (prefix included) of the
+        chosen ViT block(s), concatenated along the channels."""
         with torch.set_grad_enabled(not self.freeze_vision and torch.is_grad_enabled()):
             if self.freeze_vision:
                 self.vision.eval()
-            return self.vision.get_intermediate_layers(images, [self.feature_layer])[0]
+            return torch.cat(self.vision.get_intermediate_layers(images, self.feature_layers), dim=-1)
 
     def image_tokens(self, images: torch.Tensor | None, vision_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, C, H, W) -> (B, N_img, D_lm)``: patch tokens of the chosen ViT block, projected.
