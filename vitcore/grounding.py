@@ -335,7 +335,7 @@ def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: Referri
             opt.step()
             losses.append(loss.item())
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
     return losses
 
@@ -379,6 +379,6 @@ def train_regressor(model: BoxRegressor, data: ReferringData, words: torch.Tenso
             opt.step()
             losses.append(loss.item())
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
     return losses

@@ -151,7 +151,7 @@ def fit(
             seen += len(y)
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{batch_loss:.3f}", lr=f"{hist.step_lr[-1]:.2e}")
+            bar.set_postfix(loss=f"{batch_loss:.3f}", lr=f"{hist.step_lr[-1]:.2e}", refresh=False)
         hist.seconds += time.perf_counter() - t0
         hist.images_seen += int(seen)
         hist.epoch_loss.append(loss_sum / seen)
