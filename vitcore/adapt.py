@@ -115,7 +115,7 @@ def freeze_except(model: nn.Module, trainable_prefixes: Iterable[str]) -> int:
     prefixes = tuple(trainable_prefixes)
     for name, p in model.named_parameters():
         p.requires_grad = name.startswith(prefixes)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return count_trainable(model)
 
 
 def count_trainable(model: nn.Module) -> int:

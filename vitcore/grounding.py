@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -294,6 +294,35 @@ def _batches(n: int, batch_size: int, gen: torch.Generator):
         yield perm[j : j + batch_size]
 
 
+def _optimise(params: list[torch.Tensor], loss_of: Callable[[torch.Tensor], torch.Tensor], n: int, batch_size: int,
+              steps: int, lr: float, weight_decay: float, seed: int, progress: bool, desc: str) -> list[float]:
+    """AdamW with warmup + cosine and gradient clipping for ``steps`` steps over shuffled batches
+    of ``n`` examples (a new shuffle each pass); ``loss_of(batch_indices)`` gives the loss.
+    Returns the loss of every step."""
+    from tqdm.auto import tqdm
+
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    bar = tqdm(total=steps, desc=desc, disable=not progress)
+    while len(losses) < steps:
+        for b in _batches(n, batch_size, gen):
+            if len(losses) == steps:
+                break
+            for g in opt.param_groups:
+                g["lr"] = warmup_cosine(len(losses), steps, max(1, steps // 10), lr, lr / 20)
+            loss = loss_of(b)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            losses.append(loss.item())
+            bar.update()
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+    bar.close()
+    return losses
+
+
 def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: ReferringData, epochs: int = 4,
               batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 0.05, seed: int = 0,
               progress: bool = True, desc: str = "SFT", features: torch.Tensor | None = None,
@@ -303,41 +332,23 @@ def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: Referri
     ``epochs`` passes or exactly ``steps`` steps. Returns the loss of every step. ``features``: precomputed
     vision tokens ``(S, T, D_v)`` of a frozen encoder, one row per scene of ``data.scenes``,
     used instead of the images."""
-    from tqdm.auto import tqdm
-
     dev = next(model.parameters()).device
     ids, mask = encode_grounding(tok, data.instructions, data.boxes, data.image_size)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     per_epoch = len(data) // batch_size
     if per_epoch < 1:
         raise ValueError(f"{len(data)} examples do not fill one batch of {batch_size}")
-    steps = steps if steps is not None else epochs * per_epoch
-    gen = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
+
+    def loss_of(b: torch.Tensor) -> torch.Tensor:
+        n = int(mask[b].nonzero()[:, 1].max()) + 1  # trim padding columns
+        x, m = ids[b, :n].to(dev), mask[b, :n].to(dev)
+        vt = features[data.scene_index[b]].to(dev) if features is not None else None
+        logits = model.logits(None if vt is not None else data.batch_images(b).to(dev), x[:, :-1], vt)
+        target = x[:, 1:].masked_fill(~m[:, 1:].bool(), -100)  # predict the answer tokens only
+        return coordinate_smoothed_loss(logits, target, tok, coord_sigma)
+
     model.train()
-    bar = tqdm(total=steps, desc=desc, disable=not progress)
-    while len(losses) < steps:
-        for b in _batches(len(data), batch_size, gen):
-            if len(losses) == steps:
-                break
-            for g in opt.param_groups:
-                g["lr"] = warmup_cosine(len(losses), steps, max(1, steps // 10), lr, lr / 20)
-            n = int(mask[b].nonzero()[:, 1].max()) + 1  # trim padding columns
-            x, m = ids[b, :n].to(dev), mask[b, :n].to(dev)
-            vt = features[data.scene_index[b]].to(dev) if features is not None else None
-            logits = model.logits(None if vt is not None else data.batch_images(b).to(dev), x[:, :-1], vt)
-            target = x[:, 1:].masked_fill(~m[:, 1:].bool(), -100)  # predict the answer tokens only
-            loss = coordinate_smoothed_loss(logits, target, tok, coord_sigma)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            losses.append(loss.item())
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    bar.close()
-    return losses
+    return _optimise([p for p in model.parameters() if p.requires_grad], loss_of, len(data), batch_size,
+                     steps if steps is not None else epochs * per_epoch, lr, weight_decay, seed, progress, desc)
 
 
 def word_ids(tok: GroundingTokenizer, instructions: Sequence[str]) -> torch.Tensor:
@@ -356,29 +367,13 @@ def train_regressor(model: BoxRegressor, data: ReferringData, words: torch.Tenso
     """Train the regression baseline with :func:`box_regression_loss`; returns per-step losses.
     ``features``: precomputed tokens ``(S, T, D)`` of a frozen encoder, one row per scene of
     ``data.scenes`` (then only the head trains)."""
-    from tqdm.auto import tqdm
-
     dev = next(model.parameters()).device
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    steps = epochs * (len(data) // batch_size)
-    gen = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
+
+    def loss_of(b: torch.Tensor) -> torch.Tensor:
+        w = words[b].to(dev) if words is not None else None
+        vt = features[data.scene_index[b]].to(dev) if features is not None else None
+        return box_regression_loss(model(data.batch_images(b).to(dev), w, vt), data.boxes[b].to(dev), data.image_size)
+
     model.train()
-    bar = tqdm(total=steps, desc=desc, disable=not progress)
-    for _ in range(epochs):
-        for b in _batches(len(data), batch_size, gen):
-            for g in opt.param_groups:
-                g["lr"] = warmup_cosine(len(losses), steps, max(1, steps // 10), lr, lr / 20)
-            w = words[b].to(dev) if words is not None else None
-            vt = features[data.scene_index[b]].to(dev) if features is not None else None
-            loss = box_regression_loss(model(data.batch_images(b).to(dev), w, vt), data.boxes[b].to(dev), data.image_size)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            losses.append(loss.item())
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    bar.close()
-    return losses
+    return _optimise([p for p in model.parameters() if p.requires_grad], loss_of, len(data), batch_size,
+                     epochs * (len(data) // batch_size), lr, weight_decay, seed, progress, desc)

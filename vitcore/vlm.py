@@ -130,7 +130,6 @@ class VisionLanguageModel(nn.Module):
             raise ValueError("feature_layer: give a block index or a non-empty list of them")
         self.connector = Connector(vision.config.embed_dim * len(self.feature_layers), lm.tok_embed.embedding_dim)
         self.lm = lm
-        self.feature_layer = feature_layer
         self.use_prefix_tokens = use_prefix_tokens
         self.freeze_vision = freeze_vision
         if freeze_vision:
@@ -148,7 +147,7 @@ class VisionLanguageModel(nn.Module):
     def image_tokens(self, images: torch.Tensor | None, vision_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, C, H, W) -> (B, N_img, D_lm)``: patch tokens of the chosen ViT block, projected.
 
-        ``vision_tokens`` ``(B, T, D_v)``: precomputed :meth:`vision_features` (a frozen encoder
+        ``vision_tokens`` ``(B, T, D_v * len(layers))``: precomputed :meth:`vision_features` (a frozen encoder
         need run only once per image); then ``images`` is ignored and may be ``None``.
         """
         if vision_tokens is not None:
