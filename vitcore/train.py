@@ -10,9 +10,11 @@ lands in a :class:`History`.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -100,11 +102,16 @@ def fit(
     device: str | torch.device | None = None,
     progress: bool = True,
     desc: str = "train",
+    state_path: str | Path | None = None,
 ) -> History:
     """Train ``model`` in place for ``epochs`` passes over ``train_loader``; return a :class:`History`.
 
     ``warmup`` is the fraction of all steps spent warming up (0 = none). ``loss_fn`` replaces
     the default label-smoothed cross-entropy, e.g. for distillation (see :mod:`vitcore.deit`).
+
+    ``state_path`` makes a long run resumable: after every epoch the model, the optimizer, the
+    history and the random states (torch's and the loader's ``generator``) are written there
+    atomically; a later call with the same arguments continues after the last finished epoch.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -120,12 +127,15 @@ def fit(
     opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.999))
     loss_fn = loss_fn or (lambda m, x, y: _classify(m, x, y, label_smoothing))
     hist = History()
+    start_epoch = 0
+    if state_path is not None and Path(state_path).is_file():
+        start_epoch, hist = _load_state(Path(state_path), model, opt, train_loader, total)
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=True)
-    step = 0
-    for _ in range(epochs):
+    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=desc, disable=not progress, leave=True)
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, epochs):
         model.train()
         t0 = time.perf_counter()
         loss_sum = correct = seen = 0.0
@@ -161,8 +171,43 @@ def fit(
             hist.eval_loss.append(ev["loss"])
             hist.eval_acc.append(ev["acc"])
             bar.set_postfix(loss=f"{hist.epoch_loss[-1]:.3f}", test_acc=f"{ev['acc']:.3f}")
+        if state_path is not None:
+            _save_state(Path(state_path), model, opt, train_loader, hist, epoch + 1, total)
     bar.close()
     return hist
+
+
+def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, loader: object,
+                hist: History, epochs_done: int, total_steps: int) -> None:
+    """Write a resumable training state to ``path`` (temporary file, then rename)."""
+    gen = getattr(loader, "generator", None)
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "history": hist.to_dict(),
+             "epochs_done": epochs_done, "total_steps": total_steps, "torch_rng": torch.get_rng_state(),
+             "loader_rng": gen.get_state() if isinstance(gen, torch.Generator) else torch.empty(0, dtype=torch.uint8)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, loader: object,
+                total_steps: int) -> tuple[int, History]:
+    """Restore what :func:`_save_state` wrote; return the number of finished epochs and the history."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"cannot resume from {path}: the state file is unreadable ({type(err).__name__}: "
+                         f"{err}). Delete it to start the run afresh.") from err
+    if state.get("total_steps") != total_steps:
+        raise ValueError(f"cannot resume from {path}: it belongs to a run of {state.get('total_steps')} steps, "
+                         f"this one has {total_steps}. Delete it to start afresh.")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    gen = getattr(loader, "generator", None)
+    if isinstance(gen, torch.Generator) and state["loader_rng"].numel():
+        gen.set_state(state["loader_rng"])
+    return int(state["epochs_done"]), History.from_dict(state["history"])
 
 
 @torch.no_grad()

@@ -10,14 +10,24 @@ device kind (``cpu`` / ``cuda`` / ``mps``), names the cache entry under ``$VITCO
 a recipe and it trains afresh; every notebook therefore still runs alone in a fresh kernel.
 On a GPU the recipes scale up (more epochs, augmentation), on the CPU they stay within a
 notebook's time budget.
+
+``--full`` recipes are the long runs behind the book's decisive numbers (an hour or more on a
+CPU). They are trained from the command line, resumably, and published into the package as
+shipped checkpoints (:mod:`vitcore.shipped`)::
+
+    python -m vitcore.zoo train fmnist_vit --full           # train, then write vitcore/checkpoints/
+    python -m vitcore.zoo train fmnist_vit --full --quick   # the same path on a few batches (tests)
+    python -m vitcore.zoo list
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,7 +42,8 @@ from .device import get_device, on_gpu, seed_everything
 from .train import History, evaluate, fit
 from .vit import ViTConfig, VisionTransformer
 
-__all__ = ["ZOO_VERSION", "RECIPES", "Trained", "recipe", "register", "build_model", "cache_dir", "cache_key", "get", "train"]
+__all__ = ["ZOO_VERSION", "RECIPES", "FULL_RECIPES", "Trained", "recipe", "register", "build_model", "cache_dir",
+           "cache_key", "get", "train", "train_full"]
 
 ZOO_VERSION = 1  # bump when the training code changes what a recipe produces
 
@@ -77,13 +88,42 @@ RECIPES: dict[str, Callable[[bool], dict]] = {
 }
 
 
+# ----------------------------------------------------------------------------- full recipes
+# Trained as long as the method needs (CPU: about an hour each), shipped in vitcore/checkpoints/.
+_FULL_TRAIN = dict(lr=2e-3, weight_decay=0.05, warmup=0.05, min_lr=1e-5, label_smoothing=0.1, clip_grad=1.0)
+
+
+def _full_fmnist_cnn() -> dict:
+    # The chapter-5 CNN, trained for 30 epochs with crops and flips: the chapter-6 teacher.
+    rec = _fmnist_cnn(gpu=False)
+    rec["data"].update(batch_size=128, augment=True)
+    rec["train"] = dict(_FULL_TRAIN, epochs=30)
+    return rec
+
+
+def _full_fmnist_vit() -> dict:
+    # The chapter-5 ViT, trained for 50 epochs with crops and flips.
+    rec = _fmnist_vit(gpu=False)
+    rec["data"].update(batch_size=128, augment=True)
+    rec["train"] = dict(_FULL_TRAIN, epochs=50)
+    return rec
+
+
+FULL_RECIPES: dict[str, Callable[[], dict]] = {"fmnist_cnn": _full_fmnist_cnn, "fmnist_vit": _full_fmnist_vit}
+
+
 def register(name: str, make_recipe: Callable[[bool], dict]) -> None:
     """Add a named recipe: ``make_recipe(gpu: bool) -> recipe dict``."""
     RECIPES[name] = make_recipe
 
 
-def recipe(name: str, gpu: bool | None = None) -> dict:
-    """The recipe dict of a named model (the GPU variant if ``gpu``; default: on a GPU now)."""
+def recipe(name: str, gpu: bool | None = None, full: bool = False) -> dict:
+    """The recipe dict of a named model: the ``full`` one, or the live one (the GPU variant if
+    ``gpu``; default: on a GPU now)."""
+    if full:
+        if name not in FULL_RECIPES:
+            raise ValueError(f"no full recipe for {name!r}; full recipes: {sorted(FULL_RECIPES)}")
+        return FULL_RECIPES[name]()
     if name not in RECIPES:
         raise ValueError(f"unknown zoo model {name!r}; choose from {sorted(RECIPES)}")
     return RECIPES[name](on_gpu() if gpu is None else gpu)
@@ -136,6 +176,7 @@ def train(
     progress: bool = True,
     desc: str = "zoo",
     cache: str | Path | None = None,
+    state_path: str | Path | None = None,
 ) -> tuple[nn.Module, dict, History]:
     """Train a recipe from scratch: ``(model, metrics, history)``. A teacher comes from :func:`get`."""
     from . import data as fdata
@@ -154,9 +195,11 @@ def train(
 
         teacher = get(rec["teacher"], device=device, progress=progress, cache=cache).model
         loss_fn = hard_distillation_loss(teacher, label_smoothing=t.get("label_smoothing", 0.0))
-    hist = fit(model, train_loader, device=device, progress=progress, desc=desc, loss_fn=loss_fn, **t)
     n_test = d.get("n_test")
     test_loader = fdata.make_loader("test", n=n_test, batch_size=1000, device=device)
+    eval_loader = test_loader if d.get("eval_every_epoch") else None
+    hist = fit(model, train_loader, device=device, progress=progress, desc=desc, loss_fn=loss_fn,
+               eval_loader=eval_loader, state_path=state_path, **t)
     ev = evaluate(model, test_loader, device)
     metrics = {"test_acc": ev["acc"], "test_loss": ev["loss"], "train_seconds": hist.seconds,
                "images_per_second": hist.images_per_second, "device": device.type}
@@ -202,3 +245,66 @@ def get(
         json.dump(meta, f, indent=1)
     Path(f.name).replace(meta_path)
     return Trained(model, name, rec, metrics, hist, weights, cached=False)
+
+
+# ----------------------------------------------------------------------------- full runs, CLI
+def state_dir() -> Path:
+    """Where resumable states of full runs live: ``$VITCORE_CACHE/zoo-state`` (outside the repo)."""
+    return cache_dir().parent / "zoo-state"
+
+
+def train_full(name: str, quick: bool = False, out: str | Path | None = None, device: str | None = None,
+               progress: bool = True) -> dict:
+    """Train the full recipe ``name`` (resumably) and publish it; return its manifest entry.
+
+    ``quick`` runs the same code on 512 training and 500 test images for one epoch, for tests.
+    ``out`` is the folder to publish into (default: the package's ``vitcore/checkpoints``).
+    """
+    from . import shipped
+
+    rec = recipe(name, full=True)
+    rec["data"]["eval_every_epoch"] = True
+    if quick:
+        rec["data"].update(n_train=512, n_test=500)
+        rec["train"]["epochs"] = 1
+    dev = torch.device(device) if device is not None else get_device()
+    command = f"python -m vitcore.zoo train {name} --full" + (" --quick" if quick else "")
+    state = state_dir() / f"{name}-{cache_key(rec, dev)}.state.pt"
+    t0 = time.perf_counter()
+    model, metrics, hist = train(rec, dev, progress, desc=name, state_path=state)
+    epochs = {k: v for k, v in hist.to_dict().items() if not k.startswith("step_")}
+    entry = shipped.publish(name, model, rec, metrics, epochs, command, dev, time.perf_counter() - t0, out)
+    state.unlink(missing_ok=True)  # finished: the checkpoint is what is kept
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vitcore.zoo", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    tr = sub.add_parser("train", help="train a recipe")
+    tr.add_argument("name")
+    tr.add_argument("--full", action="store_true", help="the long recipe; publish into vitcore/checkpoints")
+    tr.add_argument("--quick", action="store_true", help="a few batches only (tests the path)")
+    tr.add_argument("--out", help="publish here instead of vitcore/checkpoints")
+    tr.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    sub.add_parser("list", help="list recipes and shipped checkpoints")
+    args = parser.parse_args(argv)
+    if args.cmd == "list":
+        from . import shipped
+
+        print("live recipes:", ", ".join(sorted(RECIPES)))
+        print("full recipes:", ", ".join(sorted(FULL_RECIPES)))
+        for n, e in shipped.manifest().items():
+            print(f"shipped {n}: {e['metrics']} ({e['device']}, {e['wall_seconds'] / 60:.0f} min)")
+        return 0
+    if not args.full:
+        trained = get(args.name, device=args.device, retrain=True)
+        print(json.dumps(trained.metrics, indent=1))
+        return 0
+    entry = train_full(args.name, quick=args.quick, out=args.out, device=args.device)
+    print(json.dumps({k: entry[k] for k in ("file", "sha256", "metrics", "wall_seconds")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The shipped checkpoints: files match the manifest, load strictly, and reach their metrics."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vitcore import shipped, zoo
+from vitcore.train import evaluate, fit
+from vitcore import data as fdata
+
+NAMES = shipped.names()
+
+
+def test_manifest_entries_are_complete():
+    for name in NAMES:
+        e = shipped.entry(name)
+        for key in ("file", "sha256", "bytes", "command", "recipe", "seed", "torch", "device", "wall_seconds", "metrics"):
+            assert key in e, f"{name}: manifest lacks {key}"
+        assert e["command"] == f"python -m vitcore.zoo train {name} --full"
+        assert e["recipe"] == zoo.recipe(name, full=True) | {"data": e["recipe"]["data"]}
+    total = sum(shipped.entry(n)["bytes"] for n in NAMES)
+    assert total < 60e6, f"shipped checkpoints are {total / 1e6:.1f} MB, more than the 60 MB budget"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_file_matches_manifest_and_loads_strictly(name):
+    e = shipped.entry(name)
+    assert shipped.sha256_file(shipped.CHECKPOINT_DIR / e["file"]) == e["sha256"]
+    trained = shipped.load(name, device="cpu")
+    assert not trained.model.training
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("fmnist_")])
+def test_test_accuracy_is_remeasured(name):
+    trained = shipped.load(name, device="cpu")
+    acc = evaluate(trained.model, fdata.make_loader("test", batch_size=1000), "cpu")["acc"]
+    # 10,000 test images: other CPUs may flip the odd borderline prediction, not more
+    assert acc == pytest.approx(trained.metrics["test_acc"], abs=2e-3)
+
+
+def test_corrupt_file_is_refused(tmp_path):
+    e = zoo.train_full("fmnist_vit", quick=True, out=tmp_path, progress=False)
+    path = tmp_path / e["file"]
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(shipped.ChecksumError, match="sha256"):
+        shipped.load("fmnist_vit", folder=tmp_path)
+    with pytest.raises(KeyError, match="no shipped checkpoint 'nope'"):
+        shipped.entry("nope", folder=tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(zoo.FULL_RECIPES))
+def test_full_command_runs_quick(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("VITCORE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "vitcore.zoo", "train", name, "--full", "--quick", "--out", str(out), "--device", "cpu"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest[name]["command"].endswith("--full --quick")
+    assert shipped.load(name, device="cpu", folder=out).metrics["test_acc"] > 0.1  # above chance after 4 steps
+    assert not list((tmp_path / "cache" / "zoo-state").glob("*.pt")), "a finished run leaves no state file"
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    images, labels = fdata.load_fashion_mnist("train")
+    rec = zoo.recipe("fmnist_vit", full=True)
+
+    def run(epochs, state):
+        torch.manual_seed(0)
+        model = zoo.build_model(rec)
+        loader = fdata.TensorLoader(images[:256], labels[:256], 64, shuffle=True, augment=True, drop_last=True, seed=0)
+        fit(model, loader, epochs=epochs, progress=False, device="cpu", state_path=state, lr=1e-3)
+        return model
+
+    straight = run(3, tmp_path / "a.pt")
+    assert torch.load(tmp_path / "a.pt", weights_only=True)["epochs_done"] == 3
+
+    class Stop(Exception):
+        pass
+
+    class StopsInThirdEpoch(fdata.TensorLoader):
+        epochs_started = 0
+
+        def __iter__(self):
+            self.epochs_started += 1
+            if self.epochs_started == 3:
+                raise Stop
+            return super().__iter__()
+
+    partial = tmp_path / "c.pt"
+    torch.manual_seed(0)
+    model = zoo.build_model(rec)
+    loader = StopsInThirdEpoch(images[:256], labels[:256], 64, shuffle=True, augment=True, drop_last=True, seed=0)
+    with pytest.raises(Stop):
+        fit(model, loader, epochs=3, progress=False, device="cpu", state_path=partial, lr=1e-3)
+    assert torch.load(partial, weights_only=True)["epochs_done"] == 2
+    resumed = run(3, partial)
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), f"{k} differs after resuming"  # same kernels, same order: bit-exact
+
+
+def test_resume_refuses_another_run(tmp_path):
+    images, labels = fdata.load_fashion_mnist("train")
+    model = zoo.build_model(zoo.recipe("fmnist_vit", full=True))
+    loader = fdata.TensorLoader(images[:128], labels[:128], 64, drop_last=True)
+    fit(model, loader, epochs=1, progress=False, device="cpu", state_path=tmp_path / "s.pt")
+    with pytest.raises(ValueError, match="belongs to a run of 2 steps"):
+        fit(model, loader, epochs=2, progress=False, device="cpu", state_path=tmp_path / "s.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a state")
+    with pytest.raises(ValueError, match="unreadable"):
+        fit(model, loader, epochs=1, progress=False, device="cpu", state_path=tmp_path / "bad.pt")
