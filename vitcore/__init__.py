@@ -7,6 +7,7 @@ from .device import autocast, get_device, on_gpu, seed_everything
 from .embed import PatchEmbed, build_pos_embed, resample_pos_embed, sincos_pos_embed_1d, sincos_pos_embed_2d
 from .flops import count_macs, count_params
 from .patches import check_image, grid_size, num_patches, patchify, unpatchify
+from .tolerance import assert_close, is_close
 from .vit import PRESETS, ViTConfig, VisionTransformer, create_vit, vit_config
 
 __version__ = "0.1.0"
@@ -18,5 +19,6 @@ __all__ = [
     "PatchEmbed", "build_pos_embed", "resample_pos_embed", "sincos_pos_embed_1d", "sincos_pos_embed_2d",
     "count_macs", "count_params",
     "check_image", "grid_size", "num_patches", "patchify", "unpatchify",
+    "assert_close", "is_close",
     "PRESETS", "ViTConfig", "VisionTransformer", "create_vit", "vit_config",
 ]

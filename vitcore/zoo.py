@@ -151,9 +151,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VITCORE_CACHE", Path.home() / ".cache" / "vitcore")) / "zoo"
 
 
+# The modules whose code shapes what a recipe produces: editing one retrains cached models.
+_CODE = ("attention.py", "block.py", "cnn.py", "data.py", "deit.py", "embed.py", "train.py", "vit.py", "zoo.py")
+
+
+def code_version() -> str:
+    """Hash of the source of the modules that shape a trained model (12 hex digits)."""
+    digest = hashlib.sha256()
+    for name in _CODE:
+        digest.update(Path(__file__).with_name(name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def cache_key(rec: dict, device: str | torch.device) -> str:
-    """Hash of the recipe, the zoo version and the device kind: 16 hex digits."""
-    blob = json.dumps({"recipe": rec, "device": torch.device(device).type, "zoo": ZOO_VERSION}, sort_keys=True)
+    """Hash of everything that shapes the model: the recipe (with its teacher's recipe), the zoo
+    version, the training code and the device kind: 16 hex digits."""
+    dev = torch.device(device)
+    teacher = rec.get("teacher")
+    blob = json.dumps({"recipe": rec, "device": dev.type, "zoo": ZOO_VERSION, "code": code_version(),
+                       "teacher": cache_key(recipe(teacher, gpu=dev.type != "cpu"), dev) if teacher else None},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -223,28 +240,55 @@ def get(
     rec = copy.deepcopy(rec) if rec is not None else recipe(name, gpu=device.type != "cpu")
     key = cache_key(rec, device)
     folder = Path(cache) if cache is not None else cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
     weights, meta_path = folder / f"{name}-{key}.safetensors", folder / f"{name}-{key}.json"
-    if not retrain and weights.is_file() and meta_path.is_file():
+    from filelock import FileLock
+
+    # One writer per entry: a second kernel asking for the same model waits, then loads it.
+    with FileLock(str(folder / f"{name}-{key}.lock")):
+        if not retrain and weights.is_file() and meta_path.is_file():
+            cached = _load_cached(name, rec, weights, meta_path, device)
+            if cached is not None:
+                return cached
+        t0 = time.perf_counter()
+        model, metrics, hist = train(rec, device, progress, desc=name, cache=cache)
+        metrics["total_seconds"] = time.perf_counter() - t0
+        # Write to temporary names, then rename: a crash never leaves half a file.
+        with tempfile.NamedTemporaryFile(dir=folder, suffix=".safetensors", delete=False) as f:
+            tmp_w = Path(f.name)
+        save_weights(model, tmp_w)
+        meta = {"name": name, "key": key, "recipe": rec, "metrics": metrics, "history": hist.to_dict(),
+                "sha256": _sha256(tmp_w), "zoo_version": ZOO_VERSION, "code": code_version(),
+                "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        tmp_w.replace(weights)
+        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json", delete=False) as f:
+            json.dump(meta, f, indent=1)
+        Path(f.name).replace(meta_path)
+    return Trained(model, name, rec, metrics, hist, weights, cached=False)
+
+
+def _sha256(path: Path) -> str:
+    from .shipped import sha256_file
+
+    return sha256_file(path)
+
+
+def _load_cached(name: str, rec: dict, weights: Path, meta_path: Path, device: torch.device) -> Trained | None:
+    """A cache entry, or None (with a warning) when it is corrupt: the caller then retrains."""
+    import warnings
+
+    try:
         meta = json.loads(meta_path.read_text())
+        if meta.get("sha256") != _sha256(weights):
+            raise ValueError("the weights' sha256 differs from the one recorded when they were cached")
         model = build_model(rec)
         load_state_dict_strict(model, load_weights(weights))
-        return Trained(model.to(device).eval(), name, rec, meta["metrics"], History.from_dict(meta["history"]),
-                       weights, cached=True)
-    t0 = time.perf_counter()
-    model, metrics, hist = train(rec, device, progress, desc=name, cache=cache)
-    metrics["total_seconds"] = time.perf_counter() - t0
-    folder.mkdir(parents=True, exist_ok=True)
-    meta = {"name": name, "key": key, "recipe": rec, "metrics": metrics, "history": hist.to_dict(),
-            "zoo_version": ZOO_VERSION, "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    # Write to temporary names, then rename: a crash or a parallel run never leaves half a file.
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".safetensors", delete=False) as f:
-        tmp_w = Path(f.name)
-    save_weights(model, tmp_w)
-    tmp_w.replace(weights)
-    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json", delete=False) as f:
-        json.dump(meta, f, indent=1)
-    Path(f.name).replace(meta_path)
-    return Trained(model, name, rec, metrics, hist, weights, cached=False)
+        hist = History.from_dict(meta["history"])
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        warnings.warn(f"zoo cache entry {weights.name} is unusable ({err}); training {name!r} again",
+                      stacklevel=3)
+        return None
+    return Trained(model.to(device).eval(), name, rec, meta["metrics"], hist, weights, cached=True)
 
 
 # ----------------------------------------------------------------------------- full runs, CLI
