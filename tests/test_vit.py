@@ -127,3 +127,35 @@ def test_untrusted_pickle_is_refused(tmp_path):
     torch.save({"w": torch.zeros(1), "obj": Evil()}, path)
     with pytest.raises(ValueError, match="refusing to load"):
         load_weights(path)
+
+
+def test_intermediate_layers_count_must_fit_the_depth():
+    model = small_vit(depth=3).eval()
+    x = torch.randn(1, 3, 32, 32)
+    outs = model.get_intermediate_layers(x, 3)
+    assert len(outs) == 3
+    for got, want in zip(outs, model.get_intermediate_layers(x, [0, 1, 2])):
+        assert torch.equal(got, want)  # the same blocks in the same order
+    for n in (0, 4, 25, -1):
+        with pytest.raises(ValueError, match=rf"1 <= n <= 3 \(the model's depth\), got {n}"):
+            model.get_intermediate_layers(x, n)
+    with pytest.raises(ValueError, match="empty"):
+        model.get_intermediate_layers(x, [])
+    with pytest.raises(IndexError, match="block index 7 out of range for depth 3"):
+        model.get_intermediate_layers(x, [0, 7])
+    with pytest.raises(IndexError, match="block index -4 out of range for depth 3"):
+        model.get_intermediate_layers(x, [-4])
+
+
+def test_drop_path_probability_must_be_below_one():
+    from vitcore import DropPath
+
+    with pytest.raises(ValueError, match=r"drop_prob must be in \[0, 1\), got 1.0"):
+        DropPath(1.0)
+    with pytest.raises(ValueError, match=r"drop_prob must be in \[0, 1\), got -0.1"):
+        DropPath(-0.1)
+    with pytest.raises(ValueError, match="drop_prob"):
+        small_vit(drop_path_rate=1.0)  # the last block would drop every sample
+    layer = DropPath(0.5).train()
+    out = layer(torch.ones(64, 3))
+    assert torch.isfinite(out).all() and set(out[:, 0].tolist()) <= {0.0, 2.0}

@@ -40,10 +40,17 @@ class LayerScale(nn.Module):
 
 
 class DropPath(nn.Module):
-    """Stochastic depth: drop a whole residual branch per sample (Huang et al., 2016)."""
+    """Stochastic depth: drop a whole residual branch per sample (Huang et al., 2016).
+
+    In training each sample's branch is kept with probability ``1 - drop_prob`` and scaled by
+    ``1 / (1 - drop_prob)``; ``drop_prob`` must be in ``[0, 1)``.
+    """
 
     def __init__(self, drop_prob: float = 0.0) -> None:
         super().__init__()
+        # p = 1 would drop every sample and divide by a keep probability of 0 (NaN in training).
+        if not 0.0 <= drop_prob < 1.0:
+            raise ValueError(f"drop_prob must be in [0, 1), got {drop_prob}")
         self.drop_prob = drop_prob
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

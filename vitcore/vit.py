@@ -51,6 +51,9 @@ class ViTConfig:
             raise ValueError(f"global_pool must be 'token' or 'avg', got {self.global_pool!r}")
         if self.global_pool == "token" and not self.class_token:
             raise ValueError("global_pool='token' needs class_token=True")
+        if not 0.0 <= self.drop_path_rate < 1.0:  # the last block drops its branches with this probability
+            raise ValueError(f"drop_path_rate must be in [0, 1) (the last block's DropPath drop_prob), "
+                             f"got {self.drop_path_rate}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
 
@@ -198,19 +201,37 @@ class VisionTransformer(nn.Module):
     def get_intermediate_layers(
         self, x: torch.Tensor, indices: int | list[int] = 1, norm: bool = True
     ) -> list[torch.Tensor]:
-        """Token outputs ``(B, prefix + N, D)`` of chosen blocks (last ``n`` if an int)."""
+        """Token outputs ``(B, prefix + N, D)`` of chosen blocks.
+
+        ``indices``: an int ``n`` (``1 <= n <= depth``) takes the last ``n`` blocks, in order; a
+        list names blocks by index (negative counts from the end, as in Python), returned in the
+        order given. ``norm=True`` (the default here) passes every output through the final
+        ``norm``; timm's method of the same name defaults to ``norm=False``, so pass ``norm``
+        explicitly when porting code between the two.
+        """
         depth = len(self.blocks)
-        wanted = list(range(depth - indices, depth)) if isinstance(indices, int) else list(indices)
-        for i in wanted:
-            if not -depth <= i < depth:
-                raise IndexError(f"block index {i} out of range for depth {depth}")
-        wanted = [i % depth for i in wanted]
+        if isinstance(indices, int):
+            if not 1 <= indices <= depth:
+                raise ValueError(
+                    f"get_intermediate_layers(n) takes the last n blocks: need 1 <= n <= {depth} "
+                    f"(the model's depth), got {indices}"
+                )
+            wanted = list(range(depth - indices, depth))
+        else:
+            wanted = list(indices)
+            if not wanted:
+                raise ValueError("get_intermediate_layers got an empty list of block indices")
+            for i in wanted:
+                if not -depth <= i < depth:
+                    raise IndexError(f"block index {i} out of range for depth {depth}")
+            wanted = [i % depth for i in wanted]
         x = self.embed(x)
         outs = {}
+        last = max(wanted)
         for i, blk in enumerate(self.blocks):
             x = blk(x)
             if i in wanted:
                 outs[i] = self.norm(x) if norm else x
-            if i >= max(wanted):
+            if i >= last:
                 break
         return [outs[i] for i in wanted]
