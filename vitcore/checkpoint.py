@@ -7,6 +7,7 @@ into a model checks every key and shape and names what does not fit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -60,28 +61,81 @@ def save_weights(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: s
     return path
 
 
+# What torch's weights-only unpickler says when a pickle asks for more than tensors and plain
+# containers (a class, a function, a blocked module): the file may be fine, but it is not ours to run.
+_UNTRUSTED = re.compile(
+    r"Unsupported global|was not an allowed global|whose module \S+ is blocked|Can only create new object"
+    r"|Trying to call reduce for unrecognized function|must be imported to load|TorchScript"
+)
+
+
+def _first_line(err: BaseException) -> str:
+    """The informative line of an exception message (torch's weights-only errors bury it)."""
+    text = str(err)
+    m = re.search(r"WeightsUnpickler error: (.*)", text)
+    line = m.group(1) if m else next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return f"{type(err).__name__}: {line}" if line else type(err).__name__
+
+
+def _check_flat(state: object, path: Path) -> dict[str, torch.Tensor]:
+    """``state`` as a flat ``{name: tensor}`` dict, or a ValueError naming what is in the way."""
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path} is not a flat dict of tensors: it holds a {type(state).__name__}")
+    for k, v in state.items():
+        if not isinstance(k, str):
+            raise ValueError(f"{path} is not a flat dict of tensors: key {k!r} is not a string")
+        if not isinstance(v, torch.Tensor):
+            raise ValueError(f"{path} is not a flat dict of tensors: {k!r} holds {type(v).__name__}")
+    return dict(state)
+
+
 def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Read a state dict from safetensors, or from a ``torch.save`` file with ``weights_only=True``.
 
-    A pickle that holds anything but tensors and plain containers is refused.
+    Every failure is a ``ValueError`` that names the file and says which kind it is:
+
+    * a pickle that holds anything but tensors and plain containers is refused as an *untrusted
+      pickle* (loading it would run code named in the file);
+    * a file that cannot be read as a checkpoint (cut short by an interrupted download or copy,
+      damaged, or not a checkpoint at all) is *corrupt or truncated*; so is a safetensors file
+      whose header or data do not add up;
+    * a file that loads but is not a flat ``{name: tensor}`` dict (a training state with step
+      counters, a bare tensor, a list) names the entry that is in the way.
+
+    A missing file is a ``FileNotFoundError``; an I/O error reading it (``OSError``) is passed on.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path), device=str(map_location))
+        try:
+            return load_file(str(path), device=str(map_location))
+        except SafetensorError as err:
+            raise ValueError(
+                f"corrupt or truncated safetensors file {path} ({_first_line(err)}); "
+                "download or copy it again"
+            ) from err
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError (or RuntimeError) for unsafe content
+    except OSError:
+        raise  # the disk, not the file's contents: the message already names the problem
+    except Exception as err:
+        detail = _first_line(err)
+        if _UNTRUSTED.search(str(err)):
+            raise ValueError(
+                f"refusing to load {path}: it is an untrusted pickle, not a plain tensor checkpoint "
+                f"({detail}). Loading it would run code named in the file: only load pickles you "
+                "trust (torch.load(weights_only=False)), or convert them to safetensors."
+            ) from err
+        if isinstance(err, RuntimeError) and "deserialize object on" in str(err):
+            raise  # map_location names a device this machine lacks: not the file's fault
         raise ValueError(
-            f"refusing to load {path}: it is not a plain tensor checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}). Only load pickles you trust, "
-            "or convert them to safetensors."
+            f"{path} is corrupt or truncated: torch.load cannot read it as a checkpoint ({detail}). "
+            "Download or copy it again; if it was saved by an interrupted run, save it again."
         ) from err
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a flat dict of tensors")
-    return dict(state)
+    return _check_flat(state, path)
