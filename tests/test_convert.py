@@ -177,3 +177,22 @@ def test_hf_dinov2_drops_mask_token_only():
     assert "pos_embed" in sd and "blocks.0.attn.qkv.weight" in sd and sd["blocks.0.attn.qkv.weight"].shape == (192, 64)
     with pytest.raises(ValueError, match="DINOv2 classifier"):
         hf_dinov2_state_dict({**sd, "classifier.weight": torch.zeros(3, 128)})
+
+
+def test_guessed_num_heads_is_announced():
+    from timm.models.vision_transformer import VisionTransformer as TimmViT
+
+    sd = TimmViT(img_size=32, patch_size=8, embed_dim=128, depth=2, num_heads=4, num_classes=0).state_dict()
+    with pytest.warns(UserWarning, match=r"guessing num_heads=2 \(head size 64\).*pass num_heads="):
+        cfg = infer_timm_config(sd)
+    assert cfg.num_heads == 2
+    with pytest.warns(UserWarning, match="guessing num_heads=2"):
+        vit_from_timm(sd)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an explicit num_heads is no guess
+        assert vit_from_timm(sd, num_heads=4).config.num_heads == 4
+        assert infer_timm_config(sd, num_heads=4).num_heads == 4
+    with pytest.raises(ValueError, match="embed_dim 50 is not a multiple of 64.*pass num_heads="):
+        infer_timm_config({**sd, "patch_embed.proj.weight": torch.zeros(50, 3, 8, 8)})

@@ -145,3 +145,18 @@ def test_train_vlm_runs_exact_steps_and_lowers_the_loss(data):
                        progress=False)
     assert len(losses) == 60  # 60 steps although one epoch holds only 5 batches
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
+
+
+def test_train_regressor_refuses_data_smaller_than_one_batch(data):
+    from vitcore.grounding import train_regressor
+
+    words = {w for t in data.instructions for w in GroundingTokenizer.split(t)}
+    tok = GroundingTokenizer(words, grid=12)
+    vit = VisionTransformer(ViTConfig(img_size=48, patch_size=12, in_chans=3, num_classes=0, embed_dim=16,
+                                      depth=1, num_heads=2))
+    reg = BoxRegressor(vit, vocab_size=len(tok))
+    w = word_ids(tok, data.instructions)
+    with pytest.raises(ValueError, match=r"40 examples do not fill one batch of 64"):
+        train_regressor(reg, data, w, epochs=2, batch_size=64, progress=False)
+    losses = train_regressor(reg, data, w, epochs=2, batch_size=16, progress=False)
+    assert len(losses) == 2 * (40 // 16)  # whole batches only: the partial batch of 8 is left out

@@ -53,7 +53,9 @@ def infer_timm_config(state_dict: _StateDict, num_heads: int | None = None, **ov
 
     Shapes give width, depth, patch size, MLP ratio, tokens, head size and LayerScale. The number
     of heads leaves no trace in the weights: pass ``num_heads`` unless width and depth match a
-    preset (Ti/S/B/L/H). ``overrides`` set any other field (e.g. ``global_pool="avg"``).
+    preset (Ti/S/B/L/H). Otherwise heads of size 64 are guessed with a warning (a wrong guess
+    loads without error but computes something else); a width that is not a multiple of 64 is a
+    ``ValueError``. ``overrides`` set any other field (e.g. ``global_pool="avg"``).
     """
     if "patch_embed.proj.weight" not in state_dict:
         raise ValueError("not a timm ViT state dict: there is no 'patch_embed.proj.weight'")
@@ -68,8 +70,17 @@ def infer_timm_config(state_dict: _StateDict, num_heads: int | None = None, **ov
             num_heads = preset[0]["num_heads"]
         elif embed_dim % 64 == 0:
             num_heads = embed_dim // 64  # timm's usual head size
+            warnings.warn(
+                f"guessing num_heads={num_heads} (head size 64) for embed_dim {embed_dim}, depth {depth}: "
+                "the weights do not say, and a wrong guess computes a different function without any error; "
+                "pass num_heads= to be sure",
+                stacklevel=2,
+            )
         else:
-            raise ValueError(f"cannot infer num_heads for embed_dim {embed_dim}; pass num_heads=")
+            raise ValueError(
+                f"cannot infer num_heads: embed_dim {embed_dim} is not a multiple of 64 (timm's usual head "
+                "size) and matches no preset; pass num_heads="
+            )
     class_token = "cls_token" in state_dict
     reg_tokens = state_dict["reg_token"].shape[1] if "reg_token" in state_dict else 0
     n_prefix = int(class_token) + reg_tokens
@@ -100,12 +111,17 @@ def vit_from_timm(
 ) -> VisionTransformer:
     """A :class:`~vitcore.vit.VisionTransformer` holding a timm ``vit_*`` state dict (keys match ours).
 
-    Without ``config`` the architecture is inferred with :func:`infer_timm_config`.
+    Without ``config`` the architecture is inferred with :func:`infer_timm_config` (pass
+    ``num_heads`` unless the model is a preset size: a guess is announced with a warning). With
+    ``config``, a given ``num_heads`` overrides its field like any other override.
     """
     if config is None:
         config = infer_timm_config(state_dict, num_heads=num_heads, **overrides)
-    elif overrides:
-        config = dataclasses.replace(config, **overrides)
+    else:
+        if num_heads is not None:
+            overrides = {**overrides, "num_heads": num_heads}
+        if overrides:
+            config = dataclasses.replace(config, **overrides)
     model = VisionTransformer(config)
     load_state_dict_strict(model, state_dict)
     return model.eval()

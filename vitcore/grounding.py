@@ -298,8 +298,12 @@ def _optimise(params: list[torch.Tensor], loss_of: Callable[[torch.Tensor], torc
               steps: int, lr: float, weight_decay: float, seed: int, progress: bool, desc: str) -> list[float]:
     """AdamW with warmup + cosine and gradient clipping for ``steps`` steps over shuffled batches
     of ``n`` examples (a new shuffle each pass); ``loss_of(batch_indices)`` gives the loss.
-    Returns the loss of every step."""
+    Only whole batches are used (the partial batch of a pass is left out), so ``n`` must hold at
+    least one batch. Returns the loss of every step."""
     from tqdm.auto import tqdm
+
+    if steps > 0 and n < batch_size:  # no whole batch: the loop below would never take a step
+        raise ValueError(f"{n} examples do not fill one batch of {batch_size}; use batch_size <= {n}")
 
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
@@ -334,9 +338,9 @@ def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: Referri
     used instead of the images."""
     dev = next(model.parameters()).device
     ids, mask = encode_grounding(tok, data.instructions, data.boxes, data.image_size)
-    per_epoch = len(data) // batch_size
+    per_epoch = len(data) // batch_size  # whole batches only
     if per_epoch < 1:
-        raise ValueError(f"{len(data)} examples do not fill one batch of {batch_size}")
+        raise ValueError(f"{len(data)} examples do not fill one batch of {batch_size}; use batch_size <= {len(data)}")
 
     def loss_of(b: torch.Tensor) -> torch.Tensor:
         n = int(mask[b].nonzero()[:, 1].max()) + 1  # trim padding columns
@@ -365,9 +369,14 @@ def train_regressor(model: BoxRegressor, data: ReferringData, words: torch.Tenso
                     seed: int = 0, progress: bool = True, desc: str = "L1+GIoU",
                     features: torch.Tensor | None = None) -> list[float]:
     """Train the regression baseline with :func:`box_regression_loss`; returns per-step losses.
+    Each epoch takes ``len(data) // batch_size`` whole batches (the partial batch is left out, as
+    in :func:`train_vlm`); data smaller than one batch is a ``ValueError``.
     ``features``: precomputed tokens ``(S, T, D)`` of a frozen encoder, one row per scene of
     ``data.scenes`` (then only the head trains)."""
     dev = next(model.parameters()).device
+    per_epoch = len(data) // batch_size  # whole batches only, as in train_vlm
+    if per_epoch < 1:
+        raise ValueError(f"{len(data)} examples do not fill one batch of {batch_size}; use batch_size <= {len(data)}")
 
     def loss_of(b: torch.Tensor) -> torch.Tensor:
         w = words[b].to(dev) if words is not None else None
@@ -376,4 +385,4 @@ def train_regressor(model: BoxRegressor, data: ReferringData, words: torch.Tenso
 
     model.train()
     return _optimise([p for p in model.parameters() if p.requires_grad], loss_of, len(data), batch_size,
-                     epochs * (len(data) // batch_size), lr, weight_decay, seed, progress, desc)
+                     epochs * per_epoch, lr, weight_decay, seed, progress, desc)
