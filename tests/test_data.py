@@ -176,3 +176,32 @@ def test_download_refuses_a_bad_file(tmp_path, local_server):
         load_fashion_mnist("test", data_dir=target, mirrors=[url])
     assert not (target / "t10k-images-idx3-ubyte.gz").exists()
     assert not list(target.glob("*.part"))
+
+
+def test_dataset_augmentation_is_seeded_per_item(fmnist):
+    ds = FashionMNIST("test", n=40, seed=0, augment=True)
+    a, b = ds[3][0], ds[3][0]
+    assert torch.equal(a, b)  # the same item draws the same crop and flip: no global RNG
+    assert torch.equal(FashionMNIST("test", n=40, seed=0, augment=True)[3][0], a)
+    torch.manual_seed(123)  # the global RNG plays no part
+    assert torch.equal(ds[3][0], a)
+    others = [FashionMNIST("test", n=40, seed=s, augment=True)[3][0] for s in (1, 2, 3, 4)]
+    assert any(not torch.equal(o, a) for o in others)  # another seed, another draw
+    ds.set_epoch(1)
+    assert any(not torch.equal(ds[i][0], FashionMNIST("test", n=40, seed=0, augment=True)[i][0]) for i in range(8))
+
+
+def test_worker_loader_is_deterministic_and_moves_batches_to_the_device(fmnist):
+    def run(device="cpu"):
+        loader = make_loader("test", n=40, batch_size=10, train=True, augment=True, workers=1, device=device)
+        return [list(loader) for _ in range(2)], len(loader)
+
+    (epochs_a, n), (epochs_b, _) = run(), run()
+    assert n == 4
+    for ea, eb in zip(epochs_a, epochs_b):
+        assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(ea, eb))
+    assert not torch.equal(epochs_a[0][0][0], epochs_a[1][0][0])  # a new shuffle and new draws each epoch
+    (meta_epochs, _) = run("meta")  # "meta" tensors stand in for an accelerator
+    assert all(x.device.type == "meta" and y.device.type == "meta" for x, y in meta_epochs[0])
+    with pytest.raises(TypeError, match="padding"):
+        make_loader("test", n=40, workers=1, padding=4)

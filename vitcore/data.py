@@ -34,7 +34,7 @@ __all__ = [
     "CLASSES", "MEAN", "STD", "DEBIAN_DIR", "MIRRORS", "FILES",
     "DataMissingError", "find_fashion_mnist", "download_fashion_mnist", "load_fashion_mnist",
     "stratified_indices", "normalize", "random_crop", "random_flip", "augment_batch",
-    "TensorLoader", "FashionMNIST", "make_loader",
+    "TensorLoader", "FashionMNIST", "WorkerLoader", "make_loader",
 ]
 
 CLASSES: tuple[str, ...] = (
@@ -312,6 +312,9 @@ class FashionMNIST(Dataset):
     """A map-style ``Dataset`` of ``(image (1, 28, 28) float, label)``, optionally a stratified subset.
 
     For a classic ``DataLoader`` with worker processes; :class:`TensorLoader` is the fast path.
+    With ``augment``, item ``i`` is cropped and flipped with its own generator seeded from
+    ``(seed, epoch, i)``: the same item gives the same draw in any process and any worker (the
+    global RNG plays no part), and :meth:`set_epoch` gives every epoch new draws.
     """
 
     classes = CLASSES
@@ -330,14 +333,49 @@ class FashionMNIST(Dataset):
             keep = stratified_indices(labels, n, seed)
             images, labels = images[keep], labels[keep]
         self.images, self.labels, self.augment = images, labels, augment
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw other augmentations from now on (call before each epoch, as with ``DistributedSampler``)."""
+        self.epoch = int(epoch)
+
+    def item_generator(self, i: int) -> torch.Generator:
+        """The generator that augments item ``i`` in the current epoch."""
+        state = np.random.SeedSequence([self.seed, self.epoch, int(i)]).generate_state(1, np.uint64)[0]
+        return torch.Generator().manual_seed(int(state))
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.images[i : i + 1]  # (1, 28, 28)
-        x = augment_batch(x) if self.augment else normalize(x)
+        x = augment_batch(x, generator=self.item_generator(i)) if self.augment else normalize(x)
         return x[0], self.labels[i]
+
+
+class WorkerLoader:
+    """A ``DataLoader`` over :class:`FashionMNIST` with worker processes, made deterministic and
+    device-aware: each pass calls :meth:`FashionMNIST.set_epoch` (new, seeded augmentations; the
+    workers start afresh each pass so they see it) and moves every batch to ``device``."""
+
+    def __init__(self, dataset: FashionMNIST, batch_size: int, shuffle: bool, drop_last: bool, workers: int,
+                 device: str | torch.device = "cpu", seed: int = 0) -> None:
+        if workers < 1:
+            raise ValueError(f"WorkerLoader needs workers >= 1, got {workers}; use TensorLoader without workers")
+        self.dataset, self.device, self.epoch = dataset, torch.device(device), 0
+        self.loader = DataLoader(dataset, batch_size, shuffle=shuffle, num_workers=workers,
+                                 generator=torch.Generator().manual_seed(seed), drop_last=drop_last,
+                                 pin_memory=self.device.type == "cuda")
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.dataset.set_epoch(self.epoch)
+        self.epoch += 1
+        non_blocking = self.device.type == "cuda"
+        for x, y in self.loader:
+            yield x.to(self.device, non_blocking=non_blocking), y.to(self.device, non_blocking=non_blocking)
 
 
 def make_loader(
@@ -350,21 +388,24 @@ def make_loader(
     workers: int = 0,
     augment: bool | None = None,
     **kwargs: object,
-) -> TensorLoader | DataLoader:
+) -> TensorLoader | WorkerLoader:
     """A loader over Fashion-MNIST (or a stratified subset of ``n`` images).
 
     ``train`` (default: ``split == "train"``) shuffles, drops the last partial batch and (unless
     ``augment`` says otherwise) augments. With ``workers=0`` (the
     default, fastest for these small images) it is a :class:`TensorLoader` on ``device``; with
-    ``workers > 0`` a ``DataLoader`` over :class:`FashionMNIST` with that many processes.
+    ``workers > 0`` a :class:`WorkerLoader` (a ``DataLoader`` over :class:`FashionMNIST` with that
+    many processes, seeded, yielding batches on ``device``). ``kwargs`` go to :class:`TensorLoader`
+    and are refused with workers, where the crop and flip are fixed.
     """
     train = (split == "train") if train is None else train
     augment = train if augment is None else augment
     if workers > 0:
+        if kwargs:
+            raise TypeError(f"make_loader(workers={workers}) does not take {', '.join(sorted(kwargs))} "
+                            "(TensorLoader options); use workers=0")
         ds = FashionMNIST(split, n, seed, augment=augment)
-        g = torch.Generator().manual_seed(seed)
-        return DataLoader(ds, batch_size, shuffle=train, num_workers=workers, generator=g,
-                          drop_last=train, persistent_workers=True)
+        return WorkerLoader(ds, batch_size, shuffle=train, drop_last=train, workers=workers, device=device, seed=seed)
     images, labels = load_fashion_mnist(split)
     if n is not None:
         keep = stratified_indices(labels, n, seed)
