@@ -16,6 +16,7 @@ from vitcore.pretrained import (
     onnx_backbone_features,
     preprocess,
 )
+from vitcore.tolerance import assert_close, tolerance
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,8 @@ def test_matches_onnx_runtime_on_a_photo(model_and_cache):
     with torch.no_grad():
         out = model.forward_features(x).numpy()
     assert out.shape == ref.shape == (1, 1 + 16 * 16, 384)
-    assert np.abs(out - ref).max() < 1e-3
+    # Two runtimes, 12 blocks; the widest product is the MLP (384 -> 1536).
+    assert_close(torch.from_numpy(out), torch.from_numpy(ref), reduction=4 * cfg.embed_dim, depth=cfg.depth)
     # a trained model, not a random one: nearby patches of the cat's fur look alike
     patches = torch.nn.functional.normalize(torch.from_numpy(out[0, 1:]), dim=-1).reshape(16, 16, 384)
     assert (patches[8, 8] @ patches[8, 9]) > 0.5
@@ -79,7 +81,8 @@ def test_preprocess():
     assert x.shape == (1, 3, 224, 280) and x.dtype == torch.float32
     # undoing the normalisation gives pixels in [0, 1] again
     raw = x * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    assert raw.min() >= -1e-6 and raw.max() <= 1 + 1e-6
+    slack = tolerance(reduction=2).atol  # (x - mean) / std * std + mean rounds twice, at unit scale
+    assert raw.min() >= -slack and raw.max() <= 1 + slack
     assert preprocess(skimage.data.camera()).shape == (1, 3, 224, 224)  # greyscale
     with pytest.raises(ValueError, match="values in"):
         preprocess(img.astype(np.float32))  # floats must be in [0, 1]

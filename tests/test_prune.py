@@ -10,6 +10,11 @@ from vitcore.prune import (
     patch_dropout,
     select_tokens,
 )
+from vitcore.tolerance import assert_close, is_close
+
+
+# Widest product: the MLP (32 -> 128); three blocks.
+SIZE = dict(reduction=32 * 4, depth=3)
 
 
 def tiny_vit(**kw):
@@ -27,7 +32,7 @@ def test_select_tokens_keeps_top_k_by_cls_attention_in_order():
     weights[0, 0, 0, 1:] = cls_row + torch.tensor([0.04, -0.1, 0.0, 0.1, 0.0, -0.04])
     weights[0, 1, 0, 1:] = cls_row - torch.tensor([0.04, -0.1, 0.0, 0.1, 0.0, -0.04])
     scores = cls_attention_scores(weights)
-    torch.testing.assert_close(scores, cls_row.unsqueeze(0))
+    assert_close(scores, cls_row.unsqueeze(0), reduction=2)  # a mean over 2 heads
     x = torch.arange(7.0).view(1, 7, 1).expand(1, 7, 3)  # token t carries the value t
     kept, idx = select_tokens(x, scores, keep=3)
     assert idx.tolist() == [[1, 3, 5]]
@@ -36,7 +41,7 @@ def test_select_tokens_keeps_top_k_by_cls_attention_in_order():
     fused, _ = select_tokens(x, scores, keep=3, fuse=True)
     assert fused.shape == (1, 5, 3)
     expected = (0.05 * 1 + 0.10 * 3 + 0.02 * 5) / (0.05 + 0.10 + 0.02)
-    assert fused[0, -1, 0].item() == pytest.approx(expected)
+    assert_close(fused[0, -1, 0], torch.tensor(expected), reduction=3)  # a weighted mean of 3
 
 
 def test_pruning_keeps_cls_and_requested_counts():
@@ -53,10 +58,10 @@ def test_pruning_keeps_cls_and_requested_counts():
     forward_pruned(model, x, keep=[10, 0.5], at_blocks=[0, 1])
     handle.remove()
     assert captured["tokens"].shape == (2, 1 + 5, 32)
-    torch.testing.assert_close(model.head(captured["tokens"][:, 0]), logits)
+    assert_close(model.head(captured["tokens"][:, 0]), logits, reduction=32)
     with torch.no_grad():
         full = model.forward_features(x)
-    assert not torch.allclose(captured["tokens"][:, 0], full[:, 0])  # pruning changed CLS's context
+    assert not is_close(captured["tokens"][:, 0], full[:, 0], **SIZE)  # pruning changed CLS's context
 
 
 def test_pruned_tokens_are_top_k_of_the_blocks_own_attention():
@@ -73,7 +78,7 @@ def test_keeping_everything_equals_the_plain_model(norm_style):
     model = tiny_vit(norm_style=norm_style, reg_tokens=2)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(forward_pruned(model, x, keep=1.0, at_blocks=[0, 2]), model(x))
+        assert_close(forward_pruned(model, x, keep=1.0, at_blocks=[0, 2]), model(x), **SIZE)
 
 
 def test_fused_token_is_marked():
@@ -104,7 +109,7 @@ def test_patch_dropout_keeps_prefix_and_count():
     assert out.shape == (4, 1 + 4, 8)
     assert torch.equal(out[:, 0], x[:, 0])  # CLS kept
     assert (idx.diff(dim=1) > 0).all()
-    torch.testing.assert_close(out[:, 1:], x[:, 1:].gather(1, idx.unsqueeze(-1).expand(-1, -1, 8)))
+    assert torch.equal(out[:, 1:], x[:, 1:].gather(1, idx.unsqueeze(-1).expand(-1, -1, 8)))  # a gather: exact
     assert len({tuple(r) for r in idx.tolist()}) > 1  # each image draws its own subset
     with pytest.raises(ValueError, match="drop_prob"):
         patch_dropout(x, 1.0)
@@ -114,17 +119,22 @@ def test_patch_dropout_only_when_training():
     model = tiny_vit()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(forward_with_patch_dropout(model, x, 0.5), model(x))
+        assert_close(forward_with_patch_dropout(model, x, 0.5), model(x), **SIZE)
         model.train()
-        assert not torch.allclose(forward_with_patch_dropout(model, x, 0.5), model(x))
+        assert not is_close(forward_with_patch_dropout(model, x, 0.5), model(x), **SIZE)
     layer = PatchDropout(0.5)
     assert layer.eval()(torch.ones(1, 17, 4)).shape == (1, 17, 4)
     assert layer.train()(torch.ones(1, 17, 4)).shape == (1, 9, 4)
 
 
+@pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() == "DEFAULT",
+    reason="under ATEN_CPU_CAPABILITY=default torch.compile's generated C++ can fail to build "
+    "(\"'at::vec' has not been declared\"); the eager kernels are what that path checks",
+)
 def test_compiled_vit_matches_eager():
     model = tiny_vit(depth=1)
     x = torch.randn(2, 3, 32, 32)
     compiled = torch.compile(model)
     with torch.no_grad():
-        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
+        assert_close(compiled(x), model(x), reduction=32 * 4)  # fused kernels vs eager, one block

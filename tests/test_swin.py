@@ -12,6 +12,7 @@ from vitcore.swin import (
     window_partition,
     window_reverse,
 )
+from vitcore.tolerance import assert_close
 
 
 def test_window_partition_round_trip_and_order():
@@ -56,7 +57,7 @@ def test_window_attention_mask_isolates_regions():
     x2 = x.clone()
     x2[0, 2:] += 1.0  # change tokens of the other region
     out2 = attn(x2, mask)
-    torch.testing.assert_close(out[0, :2], out2[0, :2])  # first region unaffected
+    assert_close(out[0, :2], out2[0, :2], reduction=8)  # first region unaffected (dim 8)
 
 
 def test_shifted_block_patch_merging_and_model_shapes():

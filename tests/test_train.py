@@ -6,6 +6,7 @@ import torch
 from vitcore import VisionTransformer, count_params, seed_everything
 from vitcore.cnn import ResNet, resnet_for_params
 from vitcore.data import TensorLoader, load_fashion_mnist, stratified_indices
+from vitcore.tolerance import tolerance
 from vitcore.train import History, evaluate, fit, param_groups, predict, warmup_cosine
 
 
@@ -111,7 +112,8 @@ def test_gradient_clipping_limits_the_update(small_data):
         fit(model, TensorLoader(x, y, batch_size=64, drop_last=True), clip_grad=0.01, progress=False, device="cpu")
     finally:
         torch.nn.utils.clip_grad_norm_ = orig
-    assert norms and max(norms) <= 0.01 + 1e-6
+    # clipped to 0.01, up to the rounding of a norm over every parameter
+    assert norms and max(norms) <= 0.01 * (1 + tolerance(reduction=count_params(model)).rtol)
 
 
 def test_resnet_shapes_and_parameter_matching():

@@ -14,6 +14,10 @@ from vitcore import (
     seed_everything,
     vit_config,
 )
+from vitcore.tolerance import assert_close, is_close
+
+# Widest product of small_vit: the MLP (32 -> 128); two blocks.
+SIZE = dict(reduction=32 * 4, depth=2)
 
 
 def small_vit(**kw):
@@ -49,7 +53,7 @@ def test_forward_shapes(norm_style, pool):
     assert model(x).shape == (2, 5)
     feats, maps = model.forward_with_attention(x)
     assert len(maps) == 2 and maps[0].shape == (2, 4, 17, 17)
-    torch.testing.assert_close(feats, model.forward_features(x), rtol=1e-5, atol=1e-5)
+    assert_close(feats, model.forward_features(x), **SIZE)  # explicit vs fused attention
 
 
 def test_registers_layerscale_and_intermediate_layers():
@@ -59,7 +63,7 @@ def test_registers_layerscale_and_intermediate_layers():
     x = torch.randn(1, 3, 32, 32)
     outs = model.get_intermediate_layers(x, [0, -1])
     assert [o.shape for o in outs] == [(1, 21, 32)] * 2
-    torch.testing.assert_close(outs[-1], model.forward_features(x))
+    assert_close(outs[-1], model.forward_features(x), **SIZE)
 
 
 def test_fixed_sincos_embedding_is_not_trained():
@@ -91,7 +95,7 @@ def test_seed_makes_runs_identical():
     b = small_vit().forward_features(torch.randn(2, 3, 32, 32))
     assert torch.equal(a, b)
     seed_everything(124)
-    assert not torch.equal(a, small_vit().forward_features(torch.randn(2, 3, 32, 32)))
+    assert not is_close(a, small_vit().forward_features(torch.randn(2, 3, 32, 32)), **SIZE)
 
 
 def test_strict_loading_names_problem_keys(tmp_path):
