@@ -24,8 +24,18 @@ class CheckpointMismatchError(KeyError):
         return str(self.args[0])
 
 
+def _kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "bool"
+    if dtype.is_complex:
+        return "complex"
+    return "float" if dtype.is_floating_point else "integer"
+
+
 def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Load ``state_dict`` into ``model``; raise naming missing, unexpected and mis-shaped keys."""
+    """Load ``state_dict`` into ``model``; raise naming missing, unexpected and mis-shaped keys,
+    and tensors of another kind of number (integers for a float weight, say; another float
+    precision is cast, as ``load_state_dict`` does)."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -34,6 +44,12 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
         for k in sorted(set(own) & set(state_dict))
         if tuple(own[k].shape) != tuple(state_dict[k].shape)
     ]
+    # Another float precision is cast on load (as torch does); another kind of number is a mistake.
+    wrong_dtype = [
+        f"{k}: checkpoint {state_dict[k].dtype} vs model {own[k].dtype}"
+        for k in sorted(set(own) & set(state_dict))
+        if _kind(state_dict[k].dtype) != _kind(own[k].dtype)
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
@@ -41,6 +57,8 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
         problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
     if wrong_shape:
         problems.append(f"shape mismatches ({len(wrong_shape)}): {'; '.join(wrong_shape)}")
+    if wrong_dtype:
+        problems.append(f"dtype mismatches ({len(wrong_dtype)}): {'; '.join(wrong_dtype)}")
     if problems:
         raise CheckpointMismatchError("checkpoint does not fit the model: " + " | ".join(problems))
     model.load_state_dict(dict(state_dict), strict=True)

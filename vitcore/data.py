@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -100,9 +101,12 @@ def _read_idx(path: Path, verify: bool = True, name: str | None = None) -> np.nd
     -> ``uint8`` array ``(N, 28, 28)`` or ``(N,)``."""
     name = name or path.name
     _, kind, count, _, sha = FILES[name]
+    compressed = path.read_bytes()
+    if not compressed:
+        raise ValueError(f"{path} is empty (0 bytes); it is corrupt (an interrupted download?). {_HOW_TO_GET}")
     try:
-        raw = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raw = gzip.decompress(compressed)
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError; damaged deflate data a zlib.error
         raise ValueError(f"{path} is not a readable gzip file ({err}); it is corrupt. {_HOW_TO_GET}") from err
     if verify and hashlib.sha256(raw).hexdigest() != sha:
         raise ValueError(
