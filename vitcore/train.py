@@ -5,6 +5,11 @@
 
 Everything a notebook plots (loss, accuracy and learning rate per step, per-epoch summaries)
 lands in a :class:`History`.
+
+Beyond one device, the same :func:`fit` runs under ``torchrun`` with PyTorch's
+DistributedDataParallel (DDP); see :func:`setup_distributed` and the book's appendix on several GPUs::
+
+    torchrun --nproc_per_node=8 train_script.py     # the script calls fit() as on one GPU
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from torch import nn
 
 from .device import autocast, get_device
 
-__all__ = ["warmup_cosine", "param_groups", "History", "fit", "evaluate", "predict", "LossFn"]
+__all__ = ["warmup_cosine", "param_groups", "History", "fit", "evaluate", "predict", "LossFn",
+           "setup_distributed", "cleanup_distributed", "distributed_rank_and_size", "is_main_process"]
 
 # loss_fn(model, images, labels) -> (loss, logits used for the accuracy)
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -87,6 +93,105 @@ def _classify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, label_smoothin
     return F.cross_entropy(logits, y, label_smoothing=label_smoothing), logits
 
 
+# ----------------------------------------------------------------------------- several processes (DDP)
+def setup_distributed(backend: str | None = None) -> tuple[int, int]:
+    """Join the process group that ``torchrun`` describes in the environment; return ``(rank, world_size)``.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) this initialises ``torch.distributed`` from the
+    environment variables it sets (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``), with
+    the ``nccl`` backend on CUDA (each process then uses GPU ``LOCAL_RANK``) and ``gloo`` on the CPU.
+    Without ``torchrun`` it does nothing and returns ``(0, 1)``. Calling it twice is harmless.
+    Call it first in a training script, so that ``get_device()`` already names this process's GPU;
+    :func:`fit` calls it too, as a fallback.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.distributed.is_available():
+        return distributed_rank_and_size()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if backend is None:
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def cleanup_distributed() -> None:
+    """Leave the process group (at the end of a ``torchrun`` script); a no-op without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def distributed_rank_and_size() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process: ``(0, 1)`` unless a process group is initialised."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (or without DDP): the one process that prints and writes files."""
+    return distributed_rank_and_size()[0] == 0
+
+
+class _Dispatch(nn.Module):
+    """Lets DDP run any ``forward*`` method of the model: ``forward(name, ...)`` calls ``model.name(...)``."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, _method: str, *args: object, **kwargs: object) -> object:
+        return getattr(self.module, _method)(*args, **kwargs)
+
+
+class _DistributedModel:
+    """What a ``loss_fn`` gets as its model under DDP.
+
+    ``model(x)`` and ``model.forward_*(x)`` (e.g. a DeiT's ``forward_both``) go through DDP's
+    forward, so that their gradients are averaged over the processes in ``backward``; any other
+    attribute is the model's own.
+    """
+
+    def __init__(self, ddp: nn.Module, module: nn.Module) -> None:
+        self._ddp, self._module = ddp, module
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        return self._ddp("forward", *args, **kwargs)
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self._module, name)
+        if name.startswith("forward_") and callable(attr):
+            return lambda *args, **kwargs: self._ddp(name, *args, **kwargs)
+        return attr
+
+
+def _distributed_sampler(loader: object) -> object | None:
+    """The ``DistributedSampler`` of a ``DataLoader`` (or of a wrapper's ``.loader``), if it has one."""
+    from torch.utils.data.distributed import DistributedSampler
+
+    for obj in (loader, getattr(loader, "loader", None)):
+        for sampler in (getattr(obj, "sampler", None), getattr(getattr(obj, "batch_sampler", None), "sampler", None)):
+            if isinstance(sampler, DistributedSampler):
+                return sampler
+    return None
+
+
+def _shard(x: torch.Tensor, y: torch.Tensor, rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """This rank's rows of a global batch, and the weight of its mean loss: ``n_rank * world / n``.
+
+    DDP averages the gradients of the ranks; weighting each rank's mean loss by its share makes
+    that average the gradient of the global batch's mean loss even when ``n`` is not a multiple
+    of ``world`` (the weight is exactly 1 when it is).
+    """
+    n = len(y)
+    if n < world:
+        raise ValueError(f"a batch of {n} images cannot be shared by {world} processes; use a larger batch")
+    xs, ys = torch.tensor_split(x, world)[rank], torch.tensor_split(y, world)[rank]
+    return xs, ys, len(ys) * world / n
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -112,12 +217,25 @@ def fit(
     ``state_path`` makes a long run resumable: after every epoch the model, the optimizer, the
     history and the random states (torch's and the loader's ``generator``) are written there
     atomically; a later call with the same arguments continues after the last finished epoch.
+
+    Under ``torchrun`` (several processes; see :func:`setup_distributed`) the model is wrapped in
+    ``DistributedDataParallel`` and every process takes its share of each batch: the loader
+    yields the *global* batch in every process (same data, same seed, hence the same shuffle and
+    augmentation) and process ``r`` trains on its ``r``-th slice (``torch.tensor_split``), unless the
+    loader shards the data itself (a ``DataLoader`` with a ``DistributedSampler``, whose
+    ``set_epoch`` is then called every epoch). Gradients are averaged over the processes, so a step
+    is the step of one process on the global batch; the history records global losses and counts.
+    Only rank 0 shows a progress bar and writes ``state_path`` (which every rank must be able to
+    read to resume). Each rank evaluates ``eval_loader`` whole.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if not 0.0 <= warmup <= 1.0:
         raise ValueError(f"warmup is a fraction of the steps in [0, 1], got {warmup}")
+    rank, world = setup_distributed()  # (0, 1) on one process
     device = torch.device(device) if device is not None else get_device()
+    if world > 1 and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # this process's GPU
     model.to(device)
     steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
     if steps_per_epoch == 0:
@@ -130,35 +248,55 @@ def fit(
     start_epoch = 0
     if state_path is not None and Path(state_path).is_file():
         start_epoch, hist = _load_state(Path(state_path), model, opt, train_loader, total)
+    runner: nn.Module | _DistributedModel = model
+    sampler = shard = None
+    if world > 1:
+        _check_same_start(start_epoch, device)
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(_Dispatch(model), device_ids=[device.index] if device.type == "cuda" else None)
+        runner = _DistributedModel(ddp, model)  # rank 0's weights were broadcast to all ranks
+        sampler = _distributed_sampler(train_loader)
+        shard = sampler is None  # the loader yields global batches: slice them here
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=desc, disable=not progress, leave=True)
+    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=desc, disable=not progress or rank != 0,
+               leave=True)
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, epochs):
         model.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         t0 = time.perf_counter()
         loss_sum = correct = seen = 0.0
         for x, y in train_loader:
+            weight = 1.0
+            if shard:
+                x, y, weight = _shard(x, y, rank, world)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             for group in opt.param_groups:  # set this step's learning rate
                 group["lr"] = warmup_cosine(step, total, warmup_steps, lr, min_lr)
             with autocast(device):
-                loss, logits = loss_fn(model, x, y)
+                loss, logits = loss_fn(runner, x, y)  # type: ignore[arg-type]
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if weight == 1.0 else loss * weight).backward()  # DDP: gradients averaged over ranks here
             if clip_grad is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
             opt.step()
             # Bookkeeping (one sync per step: fine for a teaching loop).
-            batch_loss = loss.item()
-            batch_correct = (logits.argmax(-1) == y).sum().item()
+            if world > 1:  # the global batch's loss, correct count and size
+                batch_loss, batch_correct, n = _global_stats(loss, logits, y)
+            else:
+                batch_loss = loss.item()
+                batch_correct = (logits.argmax(-1) == y).sum().item()
+                n = len(y)
             hist.step_loss.append(batch_loss)
-            hist.step_acc.append(batch_correct / len(y))
+            hist.step_acc.append(batch_correct / n)
             hist.step_lr.append(opt.param_groups[0]["lr"])
-            loss_sum += batch_loss * len(y)
+            loss_sum += batch_loss * n
             correct += batch_correct
-            seen += len(y)
+            seen += n
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{batch_loss:.3f}", lr=f"{hist.step_lr[-1]:.2e}", refresh=False)
@@ -172,9 +310,30 @@ def fit(
             hist.eval_acc.append(ev["acc"])
             bar.set_postfix(loss=f"{hist.epoch_loss[-1]:.3f}", test_acc=f"{ev['acc']:.3f}")
         if state_path is not None:
-            _save_state(Path(state_path), model, opt, train_loader, hist, epoch + 1, total)
+            if rank == 0:
+                _save_state(Path(state_path), model, opt, train_loader, hist, epoch + 1, total)
+            if world > 1:
+                torch.distributed.barrier()  # the file is whole before any rank goes on (and may read it)
     bar.close()
     return hist
+
+
+def _global_stats(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float, int]:
+    """Sum this rank's loss x size, correct count and size over the ranks: the global batch's numbers."""
+    stats = torch.stack([loss.detach().double() * len(y), (logits.argmax(-1) == y).sum().double(),
+                         torch.tensor(float(len(y)), dtype=torch.float64, device=y.device)])
+    torch.distributed.all_reduce(stats)
+    total_loss, correct, n = stats.tolist()
+    return total_loss / n, correct, int(n)
+
+
+def _check_same_start(start_epoch: int, device: torch.device) -> None:
+    """Refuse a resume that only some ranks can see (a state file on one node's disk)."""
+    t = torch.tensor([start_epoch, -start_epoch], dtype=torch.int64, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    if int(t[0]) != -int(t[1]):
+        raise RuntimeError(f"the processes would resume from different epochs ({-int(t[1])} to {int(t[0])}): "
+                           "state_path must be a file that every rank can read")
 
 
 def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, loader: object,
