@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The GPU check from a checkout with nothing of this repository installed (see gpu_check.py):
+#   bash benchmarks/gpu_check.sh OUT_DIR --data DIR          # on the GPU machine, < 8 minutes
+#   bash benchmarks/gpu_check.sh OUT_DIR --dry-run           # the same steps on the CPU, tiny
+# PYTHON picks the interpreter (default: python, else python3).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+py="${PYTHON:-$(command -v python || command -v python3)}"
+exec "$py" "$root/benchmarks/gpu_check.py" "$@"
