@@ -277,8 +277,6 @@ def test_parse_box_parses_or_names_the_text(text):
         assert 0 <= x1 < x2 <= 1000 and 0 <= y1 < y2 <= 1000
 
 
-@pytest.mark.xfail(strict=True, reason="vitcore/boxes.py: int() of a coordinate over 4300 digits raises a bare "
-                   "ValueError that does not quote the text (not a BoxParseError)")
 def test_parse_box_names_a_coordinate_too_long_to_read():
     text = "<box>(" + "1" * 5000 + ",2,3,4)</box>"
     with pytest.raises(BoxParseError, match="outside the 0..1000 grid"):

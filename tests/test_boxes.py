@@ -60,3 +60,9 @@ def test_parse_box_accepts_qwen_pair_form_and_surrounding_text():
 def test_parse_box_rejects_malformed(text, message):
     with pytest.raises(BoxParseError, match=message):
         parse_box(text)
+
+
+def test_quantize_rounds_exact_ties_half_to_even_like_python():
+    # 56-pixel image, 28 steps: every odd pixel coordinate lies exactly half way between two steps
+    box = torch.tensor([1, 3, 5, 7])
+    assert quantize_box(box, (56, 56), 28).tolist() == [round(v * 28 / 56) for v in box.tolist()] == [0, 2, 2, 4]

@@ -68,7 +68,10 @@ def quantize_box(box: torch.Tensor, image_size: tuple[int, int], grid: int = GRI
     """Pixel box ``(..., 4)`` in an image of ``(H, W)`` -> integers on a ``0..grid`` grid."""
     h, w = image_size
     scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=box.device)
-    return (box.float() / scale * grid).round().clamp(0, grid).long()
+    # Multiply first: for whole-pixel boxes ``box * grid`` is exact, so a coordinate exactly half
+    # way between two grid steps is a true tie, rounded half to even (as Python's round does),
+    # instead of whichever way the rounding error of ``box / scale`` happens to point.
+    return (box.float() * grid / scale).round().clamp(0, grid).long()
 
 
 def dequantize_box(qbox: torch.Tensor, image_size: tuple[int, int], grid: int = GRID) -> torch.Tensor:
@@ -95,7 +98,11 @@ def parse_box(text: str, grid: int = GRID) -> tuple[int, int, int, int]:
         raise BoxParseError(f"no <box>(x1,y1,x2,y2)</box> in {text!r}")
     if len(matches) > 1:
         raise BoxParseError(f"expected one box, found {len(matches)} in {text!r}")
-    values = tuple(int(v) for v in matches[0].groups() if v is not None)
+    digits = [v for v in matches[0].groups() if v is not None]
+    if any(len(v.lstrip("-")) > len(str(grid)) + 1 for v in digits):  # too long to be on the grid
+        raise BoxParseError(f"coordinates outside the 0..{grid} grid in {text[:80]!r}"
+                            + (f"... ({len(text)} characters)" if len(text) > 80 else ""))
+    values = tuple(int(v) for v in digits)
     x1, y1, x2, y2 = values
     if not all(0 <= v <= grid for v in values):
         raise BoxParseError(f"coordinates {values} outside the 0..{grid} grid in {text!r}")
