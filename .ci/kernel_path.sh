@@ -9,5 +9,7 @@ case "$native" in
   AVX2)    export ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=AVX MKL_ENABLE_INSTRUCTIONS=AVX ;;
   *)       export ATEN_CPU_CAPABILITY=default ;;
 esac
+# torch.compile's on-disk graph cache may hold code generated for the native path: do not reuse it.
+export TORCHINDUCTOR_FX_GRAPH_CACHE=0
 export VITCORE_KERNEL_PATH="native $native, now $(.venv/bin/python -c "import torch; print(torch.backends.cpu.get_cpu_capability())")"
 echo "[kernel path] $VITCORE_KERNEL_PATH (ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-} MKL_ENABLE_INSTRUCTIONS=${MKL_ENABLE_INSTRUCTIONS:-})"
