@@ -33,7 +33,7 @@ def test_file_matches_manifest_and_loads_strictly(name):
     assert not trained.model.training
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("fmnist_")])
+@pytest.mark.parametrize("name", NAMES)
 def test_test_accuracy_is_remeasured(name):
     trained = shipped.load(name, device="cpu")
     acc = evaluate(trained.model, fdata.make_loader("test", batch_size=1000), "cpu")["acc"]

@@ -125,10 +125,15 @@ def publish(name: str, model: torch.nn.Module, rec: dict, metrics: dict, history
         "wall_seconds": round(wall_seconds, 1), "metrics": metrics, "history": history,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    man = manifest(folder)
-    man[name] = e
-    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json", delete=False) as f:
-        json.dump(dict(sorted(man.items())), f, indent=1)
-        f.write("\n")
-    Path(f.name).replace(folder / "manifest.json")
+    from filelock import FileLock
+
+    with FileLock(str(folder / ".manifest.lock")):  # runs finishing together must not drop an entry
+        man = manifest(folder)
+        man[name] = e
+        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json", delete=False) as f:
+            json.dump(dict(sorted(man.items())), f, indent=1)
+            f.write("\n")
+        Path(f.name).replace(folder / "manifest.json")
+    for written in (path, folder / "manifest.json"):  # package data: readable by everyone
+        written.chmod(0o644)
     return e
