@@ -38,7 +38,7 @@ SAFETY = 8.0
 
 @dataclass(frozen=True)
 class Tolerance:
-    """``rtol`` and ``atol`` for :func:`torch.testing.assert_close`; ``atol`` is relative to the
+    """``rtol`` and ``atol`` for ``torch.testing.assert_close``; ``atol`` is relative to the
     expected tensor's RMS (see :func:`assert_close`)."""
 
     rtol: float
