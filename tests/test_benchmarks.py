@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import subprocess
 import sys
@@ -8,16 +7,13 @@ import pytest
 import torch
 
 from vitcore.tolerance import assert_close, tolerance
+from conftest import load_benchmark_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vit_throughput.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("vit_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vit_throughput"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("vit_throughput")
 
 
 def test_smoke_run_as_a_script(tmp_path):

@@ -1,6 +1,5 @@
 """benchmarks/gpu_check.py: its dry run (every step on the CPU, tiny) and its parts."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -9,17 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("gpu_check")
 
 
 gc = load_script()
