@@ -9,13 +9,15 @@ keep the pair from collapsing to a constant.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DINOHead", "DINOLoss", "ema_update", "cosine_schedule", "random_resized_crop", "MultiCrop"]
+__all__ = ["DINOHead", "DINOLoss", "ema_update", "cosine_schedule", "random_resized_crop", "MultiCrop",
+           "DINOModel", "embed", "knn_hits", "pretrain"]
 
 
 class DINOHead(nn.Module):
@@ -178,3 +180,172 @@ class MultiCrop:
 
         views = [per_image(self.global_t, images) for _ in range(2)]
         return views + [per_image(self.local_t, images) for _ in range(self.n_local)]
+
+
+# ----------------------------------------------------------------------------- the whole method
+class DINOModel(nn.Module):
+    """A backbone (pooled ``(B, D)`` features) and a :class:`DINOHead`, run on a list of views.
+
+    Views of equal size are concatenated into one batch, so two global and ``n_local`` local crops
+    cost two forward passes, not ``2 + n_local``.
+    """
+
+    def __init__(self, backbone: nn.Module, embed_dim: int, out_dim: int = 1024, hidden_dim: int = 256,
+                 bottleneck_dim: int = 64) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = DINOHead(embed_dim, out_dim=out_dim, hidden_dim=hidden_dim, bottleneck_dim=bottleneck_dim)
+
+    def forward(self, views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """One ``(B, out_dim)`` output per view, in the order of ``views``."""
+        out, i = [], 0
+        while i < len(views):
+            j = i
+            while j < len(views) and views[j].shape == views[i].shape:
+                j += 1
+            logits = self.head(self.backbone(torch.cat(list(views[i:j]))))  # (B * (j - i), K)
+            out += list(logits.chunk(j - i))
+            i = j
+        return out
+
+
+@torch.no_grad()
+def embed(backbone: nn.Module, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Unit-length pooled features ``(N, D)`` of already normalised images ``(N, C, H, W)`` (on the CPU)."""
+    backbone.eval()
+    dev = next(backbone.parameters()).device
+    out = [backbone(images[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(images), batch_size)]
+    return F.normalize(torch.cat(out), dim=-1)
+
+
+def knn_hits(bank: torch.Tensor, bank_y: torch.Tensor, query: torch.Tensor, query_y: torch.Tensor,
+             k: int = 20, temperature: float = 0.07, num_classes: int = 10) -> torch.Tensor:
+    """``(Q,)`` bool: is each query right by the weighted vote of its ``k`` nearest bank features?
+
+    DINO's k-NN evaluation (after Wu et al., 2018): cosine similarity of unit-length features, each
+    of the ``k`` neighbours votes for its label with weight ``exp(similarity / temperature)``.
+    """
+    if bank.shape[1] != query.shape[1]:
+        raise ValueError(f"bank features have {bank.shape[1]} dims, queries {query.shape[1]}")
+    sim, idx = (query @ bank.T).topk(k, dim=1)  # (Q, k)
+    votes = torch.zeros(len(query), num_classes).scatter_add_(1, bank_y[idx], (sim / temperature).exp())
+    return votes.argmax(1) == query_y
+
+
+def _jitter(x: torch.Tensor, amount: float, generator: torch.Generator) -> torch.Tensor:
+    """Per-image random contrast (about the image mean) and brightness: ``(B, C, H, W)`` in and out."""
+    b = len(x)
+    contrast = 1 + amount * (2 * torch.rand(b, 1, 1, 1, generator=generator) - 1)
+    shift = amount * (2 * torch.rand(b, 1, 1, 1, generator=generator) - 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * contrast.to(x) + mean + shift.to(x)
+
+
+def pretrain(
+    student: DINOModel,
+    teacher: DINOModel,
+    images: torch.Tensor,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    min_lr: float = 1e-5,
+    warmup: float = 0.1,
+    weight_decay: float = 0.04,
+    clip_grad: float = 3.0,
+    m0: float = 0.996,
+    n_local: int = 4,
+    local_size: int | None = None,
+    student_temp: float = 0.1,
+    teacher_temp: float = 0.04,
+    center_momentum: float = 0.9,
+    jitter: float = 0.0,
+    seed: int = 0,
+    on_epoch: Callable[[int, DINOModel], dict] | None = None,
+    state_path: str | Path | None = None,
+    progress: bool = True,
+    desc: str = "DINO",
+) -> list[dict]:
+    """Train ``student`` with DINO against the EMA ``teacher`` on unlabelled ``images`` (normalised).
+
+    One step: 2 global + ``n_local`` local crops of a batch; the teacher (no gradients) sees the
+    global crops, the student all views; loss over pairs of different views; AdamW (warmup-cosine
+    learning rate, no decay on biases/norms/tokens, gradient clipping); then the EMA update of the
+    teacher with momentum rising from ``m0`` to 1. ``jitter`` > 0 adds the grey-scale part of DINO's
+    colour jitter: every view of every image gets its own contrast factor in ``[1 - jitter, 1 + jitter]``
+    and brightness shift in ``[-jitter, jitter]`` (in normalised units). Returns one record per step (loss and the
+    teacher's entropies); ``on_epoch(epoch, teacher)`` may add evaluation records after each pass
+    over the data (they are stored under ``"epoch"`` in the step record that ends the epoch).
+    With ``state_path`` the run saves its state after every epoch and resumes from it.
+    """
+    from tqdm.auto import tqdm
+
+    from .train import param_groups, warmup_cosine
+
+    if len(images) < batch_size:
+        raise ValueError(f"need at least one batch of {batch_size} images, got {len(images)}")
+    size = images.shape[-1]
+    device = next(student.parameters()).device
+    crit = DINOLoss(student.head.last_layer.out_features, student_temp, teacher_temp, center_momentum).to(device)
+    crops = MultiCrop(size, local_size or size // 2, n_local, batched=True,
+                      generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.AdamW(param_groups(student, weight_decay), lr=lr)
+    order_gen = torch.Generator().manual_seed(seed + 1)
+    per_epoch = len(images) // batch_size
+    log: list[dict] = []
+    start = 0
+    if state_path is not None and Path(state_path).is_file():
+        st = torch.load(state_path, map_location=device, weights_only=False)  # our own file, written below
+        student.load_state_dict(st["student"])
+        teacher.load_state_dict(st["teacher"])
+        opt.load_state_dict(st["opt"])
+        crit.center.copy_(st["center"])
+        crops.generator.set_state(st["crop_rng"])
+        order_gen.set_state(st["order_rng"])
+        log, start = st["log"], st["step"]
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    order = torch.randperm(len(images), generator=order_gen)
+    if start % per_epoch:
+        raise ValueError(f"state {state_path} was saved mid-epoch (step {start})")
+    bar = tqdm(range(start, steps), desc=desc, disable=not progress, initial=start, total=steps)
+    for step in bar:
+        i = step % per_epoch
+        if i == 0 and step > start:
+            order = torch.randperm(len(images), generator=order_gen)
+        xb = images[order[i * batch_size:(i + 1) * batch_size]].to(device)  # (B, C, H, W)
+        views = crops(xb)
+        if jitter > 0:
+            views = [_jitter(v, jitter, crops.generator) for v in views]
+        for group in opt.param_groups:
+            group["lr"] = warmup_cosine(step, steps, int(warmup * steps), lr, min_lr)
+        student.train()
+        with torch.no_grad():
+            t_feats = teacher.backbone(torch.cat(views[:2]))  # (2B, D)
+            t_out = list(teacher.head(t_feats).chunk(2))
+            probs = crit.teacher_probs(torch.cat(t_out))  # with the centre before this step's update
+        loss = crit(student(views), t_out)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"DINO loss is {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(student.parameters(), clip_grad)
+        opt.step()
+        ema_update(teacher, student, cosine_schedule(m0, 1.0, step, steps))
+        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
+        mean_p = probs.mean(0)
+        record = {"loss": loss.item(), "entropy": entropy.item(),
+                  "marginal entropy": -(mean_p * mean_p.clamp_min(1e-12).log()).sum().item()}
+        log.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.3f}")
+        if i == per_epoch - 1 or step == steps - 1:
+            if on_epoch is not None:
+                record["epoch"] = on_epoch(len([r for r in log if "epoch" in r]), teacher)
+                bar.write(f"{desc} step {step + 1}: {record['epoch']}")
+            if state_path is not None and step < steps - 1 and i == per_epoch - 1:
+                Path(state_path).parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(f"{state_path}.tmp")
+                torch.save({"student": student.state_dict(), "teacher": teacher.state_dict(),
+                            "opt": opt.state_dict(), "center": crit.center, "step": step + 1, "log": log,
+                            "crop_rng": crops.generator.get_state(), "order_rng": order_gen.get_state()}, tmp)
+                tmp.replace(state_path)
+    return log

@@ -7,6 +7,9 @@ mask token. The loss counts only the masked patches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -15,7 +18,7 @@ from .embed import sincos_pos_embed_2d
 from .patches import patchify
 from .vit import ViTConfig, VisionTransformer
 
-__all__ = ["random_masking", "MaskedAutoencoder"]
+__all__ = ["random_masking", "MaskedAutoencoder", "pretrain"]
 
 
 def random_masking(
@@ -115,3 +118,79 @@ class MaskedAutoencoder(nn.Module):
         latent, mask, ids_restore = self.forward_encoder(images, mask_ratio, generator)
         pred = self.forward_decoder(latent, ids_restore)
         return self.loss(images, pred, mask), pred, mask
+
+
+def pretrain(
+    model: MaskedAutoencoder,
+    images: torch.Tensor,
+    steps: int,
+    batch_size: int = 256,
+    lr: float = 2e-3,
+    min_lr: float = 0.0,
+    warmup: float = 0.1,
+    weight_decay: float = 0.05,
+    mask_ratio: float = 0.75,
+    seed: int = 0,
+    on_epoch: Callable[[int, MaskedAutoencoder], dict] | None = None,
+    state_path: str | Path | None = None,
+    progress: bool = True,
+    desc: str = "MAE pre-training",
+) -> list[dict]:
+    """Pre-train ``model`` on unlabelled, normalised ``images (N, C, H, W)``, as in the MAE paper.
+
+    Random horizontal flips are the only augmentation (masking is the real one); AdamW with
+    ``betas=(0.9, 0.95)``, no weight decay on biases/norms/tokens, warmup + cosine learning rate.
+    Returns one record per step (``loss``: mean squared error on the hidden patches, in units of
+    the normalised pixels). ``on_epoch(epoch, model)`` may add an evaluation record (under ``"epoch"``)
+    after each pass over the data. With ``state_path`` the run saves its state after every epoch
+    and resumes from it.
+    """
+    from tqdm.auto import tqdm
+
+    from .data import random_flip
+    from .train import param_groups, warmup_cosine
+
+    if len(images) < batch_size:
+        raise ValueError(f"need at least one batch of {batch_size} images, got {len(images)}")
+    device = next(model.parameters()).device
+    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.95))
+    gen = torch.Generator().manual_seed(seed)  # batch order, flips and masks
+    per_epoch = len(images) // batch_size
+    log: list[dict] = []
+    start = 0
+    if state_path is not None and Path(state_path).is_file():
+        st = torch.load(state_path, map_location=device, weights_only=False)  # our own file, written below
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        gen.set_state(st["rng"])
+        log, start = st["log"], st["step"]
+    if start % per_epoch:
+        raise ValueError(f"state {state_path} was saved mid-epoch (step {start})")
+    bar = tqdm(range(start, steps), desc=desc, disable=not progress, initial=start, total=steps)
+    for step in bar:
+        i = step % per_epoch
+        if i == 0:
+            order = torch.randperm(len(images), generator=gen)
+        xb = random_flip(images[order[i * batch_size:(i + 1) * batch_size]], generator=gen).to(device)
+        for group in opt.param_groups:
+            group["lr"] = warmup_cosine(step, steps, int(warmup * steps), lr, min_lr)
+        model.train()
+        loss, _, _ = model(xb, mask_ratio, gen)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"MAE loss is {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        log.append({"loss": loss.item()})
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if i == per_epoch - 1 or step == steps - 1:
+            if on_epoch is not None:
+                log[-1]["epoch"] = on_epoch(len([r for r in log if "epoch" in r]), model)
+                bar.write(f"{desc} step {step + 1}: {log[-1]['epoch']}")
+            if state_path is not None and step < steps - 1 and i == per_epoch - 1:
+                Path(state_path).parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(f"{state_path}.tmp")
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
+                            "log": log, "rng": gen.get_state()}, tmp)
+                tmp.replace(state_path)
+    return log

@@ -129,10 +129,65 @@ def _full_deit_pair(distill: bool, seed: int) -> Callable[[], dict]:
     return make
 
 
+# Chapter 5's data-size sweep: the chapter's ViT and its parameter-matched CNN on 1,000, 6,000 and
+# 60,000 training images, 3 seeds each, every run about the same number of steps of 128 augmented
+# images (two passes over 60,000; 936-940 steps), so a larger training set means fewer repeats of
+# each image, never more compute.
+SWEEP_SIZES = (1000, 6000, 60000)
+SWEEP_STEPS = 938
+
+
+def _full_sweep(arch: str, n_train: int, seed: int) -> Callable[[], dict]:
+    def make() -> dict:
+        rec = (_fmnist_vit if arch == "vit" else _fmnist_cnn)(gpu=False)
+        rec["data"].update(n_train=n_train, batch_size=128, augment=True, eval_every_epoch=False)
+        steps_per_epoch = -(-n_train // 128)
+        rec["train"] = dict(_FULL_TRAIN, epochs=round(SWEEP_STEPS / steps_per_epoch))
+        rec["seed"] = seed
+        return rec
+
+    return make
+
+
+DINO_EPOCHS = 25
+
+
+# Chapter 11's DINO run: the chapter's backbone (7x7 patches, width 64, 4 blocks, mean-pooled),
+# 2 global 28x28 and 4 local 14x14 crops with grey-scale jitter, batch 256, all 60,000 images.
+def _full_dino() -> dict:
+    return dict(
+        method="dino",
+        model=dict(arch="vit", img_size=28, patch_size=7, in_chans=1, num_classes=0, embed_dim=64, depth=4,
+                   num_heads=4, mlp_ratio=2.0, dynamic_img_size=True, global_pool="avg"),
+        head=dict(out_dim=1024, hidden_dim=256, bottleneck_dim=64),
+        data=dict(dataset="fashion_mnist", n_train=None, batch_size=256),
+        train=dict(epochs=DINO_EPOCHS, lr=1e-3, min_lr=1e-5, warmup=0.1, weight_decay=0.04, clip_grad=3.0,
+                   m0=0.996, n_local=4, local_size=14, teacher_temp=0.04, jitter=0.4),
+        seed=0,
+    )
+
+
+# Chapter 10's MAE run: the chapter's encoder (4x4 patches, width 64, 4 blocks) and decoder (1 block of
+# width 48), 75% masking, batch 256, all 60,000 images.
+def _full_mae() -> dict:
+    return dict(
+        method="mae",
+        model=dict(arch="mae",
+                   encoder=dict(img_size=28, patch_size=4, in_chans=1, num_classes=0, embed_dim=64, depth=4,
+                                num_heads=4, mlp_ratio=2.0, pos_embed="sincos2d", global_pool="avg"),
+                   decoder=dict(decoder_dim=48, decoder_depth=1, decoder_heads=4)),
+        data=dict(dataset="fashion_mnist", n_train=None, batch_size=256),
+        train=dict(epochs=30, lr=2e-3, min_lr=0.0, warmup=0.1, weight_decay=0.05, mask_ratio=0.75),
+        seed=0,
+    )
+
+
 FULL_RECIPES: dict[str, Callable[[], dict]] = {
     "fmnist_cnn": _full_fmnist_cnn, "fmnist_vit": _full_fmnist_vit,
     **{f"deit_student_s{s}": _full_deit_pair(True, s) for s in range(3)},
     **{f"deit_baseline_s{s}": _full_deit_pair(False, s) for s in range(3)},
+    **{f"sweep_{a}_n{n}_s{s}": _full_sweep(a, n, s) for a in ("vit", "cnn") for n in SWEEP_SIZES for s in range(3)},
+    "dino_fmnist": _full_dino, "mae_fmnist": _full_mae,
 }
 
 
@@ -167,7 +222,11 @@ def build_model(rec: dict) -> nn.Module:
         from .cnn import ResNet
 
         return ResNet(**spec)
-    raise ValueError(f"unknown architecture {arch!r} in recipe (use 'vit', 'deit' or 'resnet')")
+    if arch == "mae":
+        from .mae import MaskedAutoencoder
+
+        return MaskedAutoencoder(ViTConfig(**spec["encoder"]), **spec["decoder"])
+    raise ValueError(f"unknown architecture {arch!r} in recipe (use 'vit', 'deit', 'resnet' or 'mae')")
 
 
 def cache_dir() -> Path:
@@ -301,19 +360,15 @@ def get(
     return Trained(model, name, rec, metrics, hist, weights, cached=False)
 
 
-def _sha256(path: Path) -> str:
-    from .shipped import sha256_file
-
-    return sha256_file(path)
-
-
 def _load_cached(name: str, rec: dict, weights: Path, meta_path: Path, device: torch.device) -> Trained | None:
     """A cache entry, or None (with a warning) when it is corrupt: the caller then retrains."""
     import warnings
 
     try:
         meta = json.loads(meta_path.read_text())
-        if meta.get("sha256") != _sha256(weights):
+        from .shipped import sha256_file
+
+        if meta.get("sha256") != sha256_file(weights):
             raise ValueError("the weights' sha256 differs from the one recorded when they were cached")
         model = build_model(rec)
         load_state_dict_strict(model, load_weights(weights))
@@ -341,7 +396,7 @@ def train_full(name: str, quick: bool = False, out: str | Path | None = None, de
     from . import shipped
 
     rec = recipe(name, full=True)
-    rec["data"]["eval_every_epoch"] = True
+    rec["data"].setdefault("eval_every_epoch", True)
     if quick:
         rec["data"].update(n_train=512, n_test=500)
         rec["train"]["epochs"] = 1
@@ -349,15 +404,24 @@ def train_full(name: str, quick: bool = False, out: str | Path | None = None, de
     command = f"python -m vitcore.zoo train {name} --full" + (" --quick" if quick else "")
     state = state_dir() / f"{name}-{cache_key(rec, dev)}.state.pt"
     t0 = time.perf_counter()
-    model, metrics, hist = train(rec, dev, progress, desc=name, state_path=state)
-    # The manifest's metrics are what a reader re-measures: float32 on the CPU (a GPU run evaluates
-    # under bf16 autocast, which can flip a few borderline test images).
-    from . import data as fdata
+    if rec.get("method") in ("dino", "mae"):  # self-supervised: pre-training and its own evaluation
+        from . import selfsup
 
-    cpu_eval = evaluate(model.cpu().float(), fdata.make_loader("test", n=rec["data"].get("n_test"),
-                                                                  batch_size=1000), "cpu")
-    metrics.update(test_acc=cpu_eval["acc"], test_loss=cpu_eval["loss"], eval_device="cpu float32")
-    epochs = {k: v for k, v in hist.to_dict().items() if not k.startswith("step_")}
+        run = selfsup.train_dino if rec["method"] == "dino" else selfsup.train_mae
+        model, metrics, epochs = run(rec, dev, state, progress, quick)
+        metrics["eval_device"] = "cpu float32"
+    else:
+        model, metrics, hist = train(rec, dev, progress, desc=name, state_path=state)
+        if dev.type != "cpu":
+            # The manifest's metrics are what a reader re-measures: float32 on the CPU (a GPU run
+            # evaluates under bf16 autocast, which can flip a few borderline test images).
+            from . import data as fdata
+
+            cpu_eval = evaluate(model.cpu().float(), fdata.make_loader("test", n=rec["data"].get("n_test"),
+                                                                          batch_size=1000), "cpu")
+            metrics.update(test_acc=cpu_eval["acc"], test_loss=cpu_eval["loss"])
+        metrics["eval_device"] = "cpu float32"
+        epochs = {k: v for k, v in hist.to_dict().items() if not k.startswith("step_")}
     entry = shipped.publish(name, model, rec, metrics, epochs, command, dev, time.perf_counter() - t0, out)
     state.unlink(missing_ok=True)  # finished: the checkpoint is what is kept
     return entry
