@@ -177,7 +177,7 @@ def _full_mae() -> dict:
                                 num_heads=4, mlp_ratio=2.0, pos_embed="sincos2d", global_pool="avg"),
                    decoder=dict(decoder_dim=48, decoder_depth=1, decoder_heads=4)),
         data=dict(dataset="fashion_mnist", n_train=None, batch_size=256),
-        train=dict(epochs=30, lr=2e-3, min_lr=0.0, warmup=0.1, weight_decay=0.05, mask_ratio=0.75),
+        train=dict(epochs=20, lr=2e-3, min_lr=0.0, warmup=0.1, weight_decay=0.05, mask_ratio=0.75),
         seed=0,
     )
 
