@@ -1,16 +1,27 @@
 import pytest
 import torch
 
-from vitcore import autocast, get_device, seed_everything
+from vitcore import autocast, get_device, on_gpu, seed_everything
 
 
-def test_get_device_defaults_and_override(monkeypatch):
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (True, False, "cuda"),
+                                                  (False, True, "mps"), (False, False, "cpu")])
+def test_get_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
     monkeypatch.delenv("VITCORE_DEVICE", raising=False)
-    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
-    assert get_device().type == expected
-    assert get_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert get_device() == torch.device(expected)
+    assert on_gpu() is (expected != "cpu")
+
+
+def test_get_device_override(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert get_device("cpu") == torch.device("cpu")  # an explicit choice wins over the cascade
     monkeypatch.setenv("VITCORE_DEVICE", "cpu")
-    assert get_device().type == "cpu"
+    assert get_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="MPS was requested"):
+        get_device("mps")
 
 
 def test_unavailable_device_is_an_error(monkeypatch):
