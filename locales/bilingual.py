@@ -1,0 +1,122 @@
+"""Sphinx extension: one source, two editions (English in _build/html, Chinese in _build/html/zh).
+
+- Every page links to the same page in the other edition (``lang-switch.html`` in the article
+  header; a ``<link rel="alternate" hreflang>`` in the head).
+- In a translated edition, a document that is not listed in ``locales/<lang>/TRANSLATED`` renders
+  in English with a note at its top saying so; the list is re-read on every build and a document
+  whose status changed is rebuilt.
+- The API reference's docstrings (autodoc) are code documentation: they are not offered for
+  translation and stay in English, while the page's own prose and headings are translated.
+
+Loaded by _config.yml (``sphinx.local_extensions``) for both editions; ``locales/build.py`` sets
+the language for a translated edition.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.transforms import SphinxTransform
+
+LOCALES = Path(__file__).resolve().parent
+ROOT = LOCALES.parent
+
+# language -> (folder of its edition under the English site, its name in its own language)
+EDITIONS = {"en": ("", "English"), "zh_CN": ("zh", "中文")}
+UNTRANSLATED_NOTE = {
+    "zh_CN": ("本章尚未翻译",
+              "本章的中文译文尚未完成，下面暂时显示英文原文。其余各章与各页的翻译见左侧目录；"
+              "右上角的“English”可切换到英文版。"),
+}
+
+
+def edition(lang: str | None) -> str:
+    """The edition a Sphinx ``language`` value belongs to ("en" for English and unset)."""
+    return lang if lang in EDITIONS else "en"
+
+
+def translated_docs(lang: str) -> list[str]:
+    """Docnames listed in locales/<lang>/TRANSLATED (one per line; '#' starts a comment)."""
+    path = LOCALES / lang / "TRANSLATED"
+    if not path.exists():
+        return []
+    names = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [n for n in names if n]
+
+
+def switch_link(pagename: str, lang: str) -> dict[str, str]:
+    """The relative URL of ``pagename`` in the other edition, seen from this edition's page."""
+    here = edition(lang)
+    other = "zh_CN" if here == "en" else "en"
+    up = "../" * pagename.count("/")
+    if here == "en":
+        url = f"{up}{EDITIONS[other][0]}/{pagename}.html"
+    else:
+        url = f"{up}../{pagename}.html"
+    title = "Read this page in Chinese" if here == "en" else "阅读本页的英文原版"
+    return {"url": url, "label": EDITIONS[other][1], "hreflang": other.replace("_", "-"), "title": title}
+
+
+class KeepDocstringsEnglish(SphinxTransform):
+    """Mark autodoc's docstring paragraphs as not translatable (before Locale, priority 20)."""
+
+    default_priority = 15
+
+    def apply(self, **kwargs: Any) -> None:
+        for node in self.document.findall(nodes.TextElement):
+            if ":docstring of " in (node.source or ""):
+                node["translatable"] = False
+
+
+def on_config(app: Sphinx, config: Any) -> None:
+    templates = (ROOT / "book" / "_templates").as_posix()
+    if templates not in config.templates_path:
+        config.templates_path.append(templates)
+    options = dict(config.html_theme_options or {})
+    options.setdefault("article_header_end", ["lang-switch.html", "article-header-buttons.html"])
+    config.html_theme_options = options
+
+
+def on_outdated(app: Sphinx, env: Any, added: set, changed: set, removed: set) -> list[str]:
+    """Rebuild the documents that joined or left TRANSLATED since the last build."""
+    current = set(translated_docs(edition(app.config.language)))
+    previous = getattr(env, "bilingual_translated", None)
+    env.bilingual_translated = current
+    if previous is None:
+        return []
+    return sorted((previous ^ current) & set(env.found_docs))
+
+
+def on_doctree_resolved(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    lang = edition(app.config.language)
+    if lang == "en" or docname in translated_docs(lang):
+        return
+    title, text = UNTRANSLATED_NOTE[lang]
+    note = nodes.admonition(classes=["attention", "bilingual-untranslated"])
+    note += nodes.title(text=title)
+    note += nodes.paragraph(text=text)
+    section = next(iter(doctree.findall(nodes.section)), None)
+    if section is not None and section.children and isinstance(section[0], nodes.title):
+        section.insert(1, note)
+    else:
+        doctree.insert(0, note)
+
+
+def on_page_context(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    link = switch_link(pagename, app.config.language)
+    context["bilingual_switch"] = link
+    context["metatags"] = (context.get("metatags") or "") + (
+        f'\n<link rel="alternate" hreflang="{link["hreflang"]}" href="{link["url"]}" />')
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_transform(KeepDocstringsEnglish)
+    app.connect("config-inited", on_config)
+    app.connect("env-get-outdated", on_outdated)
+    app.connect("doctree-resolved", on_doctree_resolved)
+    app.connect("html-page-context", on_page_context)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True,
+            "env_version": 1}
