@@ -422,7 +422,9 @@ def train_full(name: str, quick: bool = False, out: str | Path | None = None, de
             metrics.update(test_acc=cpu_eval["acc"], test_loss=cpu_eval["loss"])
         metrics["eval_device"] = "cpu float32"
         epochs = {k: v for k, v in hist.to_dict().items() if not k.startswith("step_")}
-    entry = shipped.publish(name, model, rec, metrics, epochs, command, dev, time.perf_counter() - t0, out)
+    # A resumed run's wall time is its training time over all sessions (the history keeps counting).
+    wall = max(time.perf_counter() - t0, float(metrics.get("train_seconds", 0.0)))
+    entry = shipped.publish(name, model, rec, metrics, epochs, command, dev, wall, out)
     state.unlink(missing_ok=True)  # finished: the checkpoint is what is kept
     return entry
 
