@@ -68,3 +68,108 @@ def test_upsample_and_pca_colors():
     two = torch.cat([torch.randn(5, 6) * 0.01 + 3, torch.randn(5, 6) * 0.01 - 3])
     c = pca_colors(two)[:, 0]
     assert (c[:5] > 0.9).all() and (c[5:] < 0.1).all() or (c[:5] < 0.1).all() and (c[5:] > 0.9).all()
+
+
+# --- the architecture diagrams ----------------------------------------------------------------
+
+matplotlib = pytest.importorskip("matplotlib")
+
+
+def _texts(fig) -> list[str]:
+    from matplotlib.text import Text
+
+    return [t.get_text() for t in fig.findobj(Text) if t.get_text()]
+
+
+def _renders(fig) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=40)  # drawing runs every artist: bad mathtext fails here
+    assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_encoder_block_diagram_shows_both_wirings():
+    from matplotlib.figure import Figure
+
+    from vitcore.viz import draw_encoder_block
+
+    fig = draw_encoder_block()
+    assert isinstance(fig, Figure)
+    texts = _texts(fig)
+    assert any(t.startswith("pre-norm") for t in texts) and any(t.startswith("post-norm") for t in texts)
+    # each panel: two LayerNorms, one attention, one MLP
+    assert texts.count("LayerNorm") == 4
+    assert texts.count("Multi-head attention") == 2
+    assert sum(t.startswith("MLP") for t in texts) == 2
+    assert texts.count("residual") == 4
+    _renders(fig)
+
+
+def test_deit_diagram_has_both_tokens_and_heads():
+    from vitcore.viz import draw_deit_tokens
+
+    fig = draw_deit_tokens(n_patches=196)
+    texts = _texts(fig)
+    assert texts.count("CLS") == 2 and texts.count("DIST") == 2  # input and output rows
+    assert "head" in texts and "head_dist" in texts
+    assert any("196 + 2" in t for t in texts) and "$p_{196}$" in texts
+    assert any("teacher" in t for t in texts)
+    _renders(fig)
+
+
+def test_mae_diagram_masks_the_stated_share():
+    from vitcore.viz import draw_mae
+
+    fig = draw_mae(grid=4, mask_ratio=0.75)
+    texts = _texts(fig)
+    assert texts.count("M") == 12  # a mask token at each of the 12 hidden positions
+    assert any(t.startswith("encoder") for t in texts) and any(t.startswith("decoder") for t in texts)
+    assert any("masked patches only" in t for t in texts)
+    assert _texts(draw_mae(grid=6, mask_ratio=0.5)).count("M") == 18
+    _renders(fig)
+
+
+def test_dino_diagram_names_every_mechanism():
+    from vitcore.viz import draw_dino
+
+    fig = draw_dino()
+    joined = " ".join(_texts(fig))
+    for part in ("student", "teacher", "EMA", "centering", "sharpening", "stop-gradient", "local crops"):
+        assert part in joined, part
+    _renders(fig)
+
+
+def test_lora_diagram_counts_parameters():
+    from vitcore.viz import draw_lora
+
+    fig = draw_lora(d_in=384, d_out=1152, r=8)
+    joined = " ".join(_texts(fig))
+    assert "12,288" in joined and "442,368" in joined  # 8 * (384 + 1152) and 384 * 1152
+    assert "r = 8" in joined
+    assert "r = 4" in " ".join(_texts(draw_lora(r=4)))
+    _renders(fig)
+
+
+def test_vlm_diagram_masks_the_answer_only():
+    from vitcore.viz import draw_vlm_sequence
+
+    fig = draw_vlm_sequence(n_image=16, question="which item is on the left ?", answer="ankle boot")
+    texts = _texts(fig)
+    assert texts.count("1") == 3  # the loss mask: "ankle", "boot" and <eos> are scored
+    assert texts.count("0") == 7  # the 7 question tokens are targets too, but masked: context
+    assert "<bos>" in texts and "<eos>" in texts and "$v_{15}$" in texts
+    assert any(t.startswith("connector") for t in texts)
+    _renders(fig)
+
+
+def test_swin_diagram_has_pyramid_windows_and_merging():
+    from vitcore.viz import draw_swin
+
+    fig = draw_swin()
+    texts = _texts(fig)
+    assert sum(t.startswith("stage ") for t in texts) == 4
+    assert texts.count("patch\nmerging") == 3
+    joined = " ".join(texts)
+    assert "shifted by 2" in joined and "windows of 4 × 4" in joined
+    _renders(fig)
