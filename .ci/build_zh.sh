@@ -39,6 +39,8 @@ set -e
 rm -rf _build/html/zh
 mkdir -p _build/html
 cp -a _build/zh/html _build/html/zh
+# index.html redirects to the first page, as in the English site.
+echo '<meta http-equiv="Refresh" content="0; url=book/intro.html" />' > _build/html/zh/index.html
 
 hits=$(grep -c "Using cached notebook" "$log" || true)
 runs=$(grep -c "Executing notebook" "$log" || true)

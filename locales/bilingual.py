@@ -6,7 +6,10 @@
   in English with a note at its top saying so; the list is re-read on every build and a document
   whose status changed is rebuilt.
 - The API reference's docstrings (autodoc) are code documentation: they are not offered for
-  translation and stay in English, while the page's own prose and headings are translated.
+  translation and stay in English (marked lang="en"), while the page's own prose and headings
+  are translated.
+- The part captions of the table of contents (_toc.yml) are translated from the root document's
+  catalogue.
 
 Loaded by _config.yml (``sphinx.local_extensions``) for both editions; ``locales/build.py`` sets
 the language for a translated edition.
@@ -18,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from docutils import nodes
+from sphinx import addnodes
 from sphinx.application import Sphinx
+from sphinx.locale import init as init_locale
 from sphinx.transforms import SphinxTransform
+from sphinx.util.i18n import docname_to_domain
 
 LOCALES = Path(__file__).resolve().parent
 ROOT = LOCALES.parent
@@ -61,7 +67,8 @@ def switch_link(pagename: str, lang: str) -> dict[str, str]:
 
 
 class KeepDocstringsEnglish(SphinxTransform):
-    """Mark autodoc's docstring paragraphs as not translatable (before Locale, priority 20)."""
+    """Mark autodoc's docstring text as not translatable (before Locale, priority 20) and as
+    English (class ``language-en``, which the HTML writer turns into ``lang="en"``)."""
 
     default_priority = 15
 
@@ -69,6 +76,35 @@ class KeepDocstringsEnglish(SphinxTransform):
         for node in self.document.findall(nodes.TextElement):
             if ":docstring of " in (node.source or ""):
                 node["translatable"] = False
+                if "language-en" not in node["classes"]:
+                    node["classes"].append("language-en")
+
+
+class TranslateTocCaptions(SphinxTransform):
+    """Translate the part captions of the table of contents ("Getting started", ...).
+
+    sphinx-external-toc inserts the toctrees from _toc.yml (priority 100) after Sphinx's Locale
+    transform (20) has run, so gettext extracts their captions into the root document's
+    catalogue but nothing translates them; this does, before the toctrees are collected (880).
+    """
+
+    default_priority = 150
+
+    def apply(self, **kwargs: Any) -> None:
+        if edition(self.config.language) == "en":
+            return
+        toctrees = [n for n in self.document.findall(addnodes.toctree) if n.get("caption")]
+        if not toctrees:
+            return
+        dirs = [str(Path(self.env.srcdir) / d) for d in self.config.locale_dirs]
+        domain = docname_to_domain(self.env.docname, self.config.gettext_compact)
+        catalog, found = init_locale(dirs, self.config.language, domain)
+        if not found:
+            return
+        for node in toctrees:
+            text = catalog.gettext(node["caption"])
+            if text:
+                node["caption"] = text
 
 
 def on_config(app: Sphinx, config: Any) -> None:
@@ -114,6 +150,7 @@ def on_page_context(app: Sphinx, pagename: str, templatename: str, context: dict
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_transform(KeepDocstringsEnglish)
+    app.add_transform(TranslateTocCaptions)
     app.connect("config-inited", on_config)
     app.connect("env-get-outdated", on_outdated)
     app.connect("doctree-resolved", on_doctree_resolved)

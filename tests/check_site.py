@@ -2,7 +2,14 @@
 
 Fails on: a request that does not load (missing image, script, stylesheet), an image with no
 pixels, an internal link to a missing page or anchor, math left as raw LaTeX, or a Python
-traceback in a cell output. Saves screenshots of the landing page and one chapter.
+traceback in a cell output. Saves screenshots of the landing page and one chapter, in both
+editions.
+
+The Chinese edition (_build/html/zh, .ci/build_zh.sh) is checked the same way, and also: every
+page of each edition has the language switch link (and it resolves, like any link); a Chinese
+page of a document listed in locales/zh_CN/TRANSLATED has no English paragraph left (prose outside
+code, math, outputs, docstrings (lang="en") and citations with no Chinese character and three or more English
+words), and one not listed carries the "not translated yet" note.
 
 Run after the book is built:  .venv/bin/python tests/check_site.py [_build/html]
 """
@@ -22,7 +29,12 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
          "--disable-component-update", "--disable-sync"]
 SKIP = {"genindex.html", "search.html", "index.html"}  # index.html is only a redirect
 RAW_TEX = re.compile(r"\$\$|\\begin\{|\\frac|\\mathbf|\\mathbb|\\sqrt\{|\\\(|\\\[")
-SCREENSHOTS = {"book/intro.html": "landing.png", "notebooks/01_patches.html": "chapter.png"}
+SCREENSHOTS = {"book/intro.html": "landing.png", "notebooks/01_patches.html": "chapter.png",
+               "zh/book/intro.html": "landing_zh.png", "zh/notebooks/01_patches.html": "chapter_zh.png"}
+ZH = "zh"  # folder of the Chinese edition inside the English site
+TRANSLATED = Path(__file__).resolve().parent.parent / "locales" / "zh_CN" / "TRANSLATED"
+SWITCH = "a.bilingual-switch"
+UNTRANSLATED_NOTE = ".bilingual-untranslated"
 
 # Text of the article after MathJax ran, leaving out code, rendered math and hidden helpers.
 VISIBLE_TEXT_JS = """() => {
@@ -32,6 +44,48 @@ VISIBLE_TEXT_JS = """() => {
        .forEach(e => e.remove());
   return clone.innerText;
 }"""
+
+
+# Prose units of the article (paragraphs, list items, headings, captions, table rows) that hold no
+# Chinese character and at least three English words: an untranslated message on a Chinese page.
+ENGLISH_UNITS_JS = """() => {
+  const main = document.querySelector('article') || document.body;
+  const skip = 'pre, code, mjx-container, script, style, .highlight, .cell_input, .cell_output, .output, '
+             + '.toctree-wrapper, .prev-next-area, .bilingual-untranslated, dl.py, .citation-list, .citation, '
+             + '.footnote, .footnote-list, [lang|="en"]';
+  const han = /[\u3400-\u9fff\uf900-\ufaff]/;
+  const units = Array.from(main.querySelectorAll('p, li, h1, h2, h3, h4, h5, h6, figcaption, caption, dt, tr'))
+    .filter(e => !e.closest(skip) && (e.tagName === 'TR' || !e.closest('table')));
+  const found = [];
+  for (const e of units) {
+    const c = e.cloneNode(true);
+    c.querySelectorAll('pre, code, mjx-container, .math, script, style, a.headerlink').forEach(x => x.remove());
+    const text = c.textContent.replace(/\s+/g, ' ').trim();
+    if (!han.test(text) && (text.match(/[A-Za-z]{2,}/g) || []).length >= 3) found.push(text);
+  }
+  return found;
+}"""
+
+
+def translated_docs(path: Path = TRANSLATED) -> set[str] | None:
+    """Docnames of the Chinese edition that must be fully translated (None: no such list)."""
+    if not path.exists():
+        return None
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return {line for line in lines if line}
+
+
+def chinese_page_problems(page, rel: str, translated: set[str] | None) -> list[str]:
+    """What a Chinese page must show: translated prose, or the note that it is not translated."""
+    doc = rel[len(ZH) + 1:].removesuffix(".html")
+    has_note = page.query_selector(UNTRANSLATED_NOTE) is not None
+    if translated is not None and doc in translated and has_note:
+        return ["listed in TRANSLATED but shows the 'not translated yet' note"]
+    if translated is not None and doc not in translated and not has_note:
+        return ["not in TRANSLATED but has no 'not translated yet' note"]
+    if has_note:
+        return []
+    return [f"untranslated paragraph: {t[:90]!r}" for t in page.evaluate(ENGLISH_UNITS_JS)]
 
 
 def pages(root: Path) -> list[Path]:
@@ -56,15 +110,20 @@ def check_links(page: Path, root: Path, cache: dict[Path, set[str]]) -> list[str
         target, frag = urldefrag(href)
         dest = page if not target else (page.parent / unquote(target)).resolve()
         if not dest.exists():
-            problems.append(f"broken link {href!r}")
+            hint = " (language switch: build the other edition, bash .ci/build_zh.sh)" \
+                if "bilingual-switch" in a.get("class", []) else ""
+            problems.append(f"broken link {href!r}{hint}")
         elif frag and dest.suffix == ".html" and frag not in anchors_of(dest, cache):
             problems.append(f"missing anchor {href!r}")
     return problems
 
 
-def main(root: Path) -> int:
+def main(root: Path, translated: set[str] | None = None) -> int:
     root = root.resolve()
     all_pages = pages(root)
+    bilingual = (root / ZH).is_dir()
+    if translated is None:
+        translated = translated_docs()
     if not all_pages:
         print(f"no pages under {root}; build the book first")
         return 1
@@ -95,6 +154,10 @@ def main(root: Path) -> int:
             if "Traceback (most recent call last)" in outputs or page.query_selector(".output.traceback"):
                 problems.append("a cell output shows a Python traceback")
             problems += check_links(path, root, anchor_cache)
+            if bilingual and page.query_selector(SWITCH) is None:
+                problems.append("no link to this page in the other edition (language switch)")
+            if rel.startswith(ZH + "/"):
+                problems += chinese_page_problems(page, rel, translated)
             if rel in SCREENSHOTS:
                 page.screenshot(path=str(shots / SCREENSHOTS[rel]))
             status = "ok" if not problems else f"{len(problems)} problem(s)"
@@ -106,8 +169,9 @@ def main(root: Path) -> int:
         print(f"\n{rel}:")
         for p in problems[:20]:
             print("  -", p)
-    print(f"\n[site] {len(all_pages)} pages checked in Chromium, {len(failures)} with problems; "
-          f"screenshots in {shots}")
+    n_zh = sum(p.relative_to(root).as_posix().startswith(ZH + "/") for p in all_pages)
+    print(f"\n[site] {len(all_pages)} pages checked in Chromium ({n_zh} of the Chinese edition), "
+          f"{len(failures)} with problems; screenshots in {shots}")
     return 1 if failures else 0
 
 

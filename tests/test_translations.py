@@ -87,28 +87,38 @@ def test_the_check_fails_when_an_english_paragraph_is_added(tmp_path):
     doc = "book/how_to_use"
     book = _small_book(tmp_path, doc)
     locales = book / "locales"
+    runs = iter(range(10))
 
-    def messages():
-        return po.extract(tmp_path / f"pot{len(list(tmp_path.glob('pot*')))}", root=book)
+    def messages() -> dict[str, Path]:
+        return po.extract(tmp_path / f"pot{next(runs)}", root=book)
 
-    assert po.check(messages(), LANG, [doc], locales) == []
+    pots = messages()
+    assert po.check(pots, LANG, [doc], locales) == []
 
+    # Add a paragraph in English only, and edit a heading (the longest one, so that the edited
+    # message still resembles the old one and the merge below can recognise it).
     source = book / f"{doc}.md"
     text = source.read_text(encoding="utf-8")
+    headings = [m.id for m in po.read_catalog(pots[doc]) if m.id and f"## {m.id}\n" in text]
+    heading = max(headings, key=len)
     added = "A new paragraph, written in English only."
-    changed_from = "## Test it"
-    source.write_text(text.replace(changed_from, changed_from + "\n\n" + added)
-                      .replace("Each chapter page has a download button", "Each page has a download button"),
-                      encoding="utf-8")
+    edited = heading + " (revised)"
+    source.write_text(text.replace(f"## {heading}\n", f"## {edited}\n\n{added}\n"), encoding="utf-8")
     pots = messages()
-    problems = po.check(pots, LANG, [doc], locales)
-    assert [(p.kind, p.msgid) for p in problems if p.msgid == added] == [("missing", added)]
-    assert any(p.kind == "missing" and p.msgid.startswith("The built site") for p in problems)
+    problems = {(p.kind, p.msgid) for p in po.check(pots, LANG, [doc], locales)}
+    assert problems == {("missing", added), ("missing", edited)}
 
-    # Merged as sphinx-intl would: the new message empty, the edited one fuzzy; both still fail.
+    # Merged as `sphinx-intl update` would: the new message empty, the edited one fuzzy (its old
+    # translation kept as a suggestion). Both still fail until a translator has been there.
     po.update(pots, LANG, [doc], locales)
-    kinds = {p.msgid[:14]: p.kind for p in po.check(pots, LANG, [doc], locales)}
-    assert kinds == {added[:14]: "untranslated", "The built site": "fuzzy"}
+    problems = {(p.kind, p.msgid) for p in po.check(pots, LANG, [doc], locales)}
+    assert problems == {("untranslated", added), ("fuzzy", edited)}
+    catalog = po.read_catalog(po.po_path(LANG, doc, locales), LANG)
+    catalog.get(added).string = "只用英文写成的一个新段落。"
+    fuzzy = catalog.get(edited)
+    fuzzy.flags.discard("fuzzy")
+    po.write_catalog(catalog, po.po_path(LANG, doc, locales))
+    assert po.check(pots, LANG, [doc], locales) == []
 
 
 def test_a_chinese_page_links_to_the_english_one_and_back():
