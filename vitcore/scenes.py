@@ -7,8 +7,10 @@ distractors of the same kind, segmentation (chapter 15) needs per-pixel masks. A
 
 - Fashion-MNIST items (their mask is where the pixels are bright; they are tinted with a named
   colour, keeping the item's own shading), and optionally
-- Tux Paint stamps (``/usr/share/tuxpaint/stamps``, RGBA pictures, each with an English caption
-  in the ``.txt`` file beside it), in their own colours,
+- Tux Paint stamps (RGBA pictures, each with an English caption in the ``.txt`` file beside it;
+  from the Debian package in ``/usr/share/tuxpaint/stamps``, or downloaded once by
+  :func:`vitcore.assets.download_stamps`, see :func:`vitcore.assets.find_stamps`), in their own
+  colours,
 
 onto a plain canvas, noise, or random crops of real textures and photos from ``skimage.data``.
 Every pasted pixel is recorded in an instance mask, so boxes are the tight boxes of the *visible*
@@ -83,10 +85,13 @@ def load_stamps(
     categories: Sequence[str] | None = None,
     names: Sequence[str] | None = None,
     size: int = 32,
-    root: str | Path = STAMP_DIR,
+    root: str | Path | None = None,
     limit: int | None = None,
 ) -> list[Stamp]:
     """Tux Paint stamps under ``root/<category>/...``, shrunk so the longer side is ``size`` px.
+
+    ``root`` defaults to the first stamps folder :func:`vitcore.assets.find_stamps` finds
+    (``$VITCORE_STAMPS``, the data folder, the Debian package's ``STAMP_DIR``, the cache).
 
     ``categories``: top-level folders such as ``("animals", "food")`` (default: all); ``names``:
     keep only stamps whose name is in this list. The caption is the first line of the ``.txt``
@@ -94,9 +99,18 @@ def load_stamps(
     """
     from PIL import Image
 
+    if root is None:
+        from .assets import _HOW_TO_GET, find_stamps, stamp_dirs
+
+        found = find_stamps()
+        if found is None:
+            tried = ", ".join(str(d) for d, _ in stamp_dirs())
+            raise ValueError(f"no Tux Paint stamps found (looked in {tried}). {_HOW_TO_GET}")
+        root = found
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"no Tux Paint stamps at {root}; install the Debian package tuxpaint-stamps-default")
+        raise ValueError(f"no Tux Paint stamps at {root}; install the Debian package tuxpaint-stamps-default "
+                         "or run `python -m vitcore.assets fetch`")
     folders = [root / c for c in categories] if categories else [root]
     for f in folders:
         if not f.is_dir():
