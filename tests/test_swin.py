@@ -71,3 +71,72 @@ def test_shifted_block_patch_merging_and_model_shapes():
         assert model(torch.randn(2, 1, size, size)).shape == (2, 10)
     with pytest.raises(ValueError, match="expected images"):
         model(torch.randn(1, 3, 112, 112))
+
+
+def _timm_state_dict(model: SwinTransformer) -> dict[str, torch.Tensor]:
+    """vitcore Swin weights under timm's names: timm merges patches at the *start* of the next
+    stage (``layers.{i+1}.downsample``) and its classifier is ``head.fc``."""
+    out = {}
+    for name, tensor in model.state_dict().items():
+        parts = name.split(".")
+        if parts[0] == "layers" and parts[2] == "downsample":
+            parts[1] = str(int(parts[1]) + 1)
+        elif parts[0] == "head":
+            parts.insert(1, "fc")
+        out[".".join(parts)] = tensor
+    return out
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        # chapter 15's model: a 14x14 grid in 7x7 windows (shifted by 3), then one 7x7 window
+        SwinConfig(img_size=28, patch_size=2, in_chans=1, num_classes=10, embed_dim=32, depths=(2, 2),
+                   num_heads=(2, 4), window_size=7),
+        # three stages, shifted windows in the first two, RGB input, 4x4 patches
+        SwinConfig(img_size=64, patch_size=4, in_chans=3, num_classes=5, embed_dim=24, depths=(2, 2, 2),
+                   num_heads=(2, 3, 6), window_size=4),
+    ],
+)
+def test_forward_equals_timm_swin_with_the_same_weights(cfg):
+    """Reference: timm's SwinTransformer built with the same configuration (no download) and
+    given vitcore's weights by name must compute the same logits."""
+    from timm.models.swin_transformer import SwinTransformer as TimmSwin
+
+    model = SwinTransformer(cfg).eval()
+    for p in model.parameters():  # no zero-initialised tensor may hide a wrong mapping
+        torch.nn.init.normal_(p, std=0.2)
+    ref = TimmSwin(img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans,
+                   num_classes=cfg.num_classes, embed_dim=cfg.embed_dim, depths=cfg.depths,
+                   num_heads=cfg.num_heads, window_size=cfg.window_size, drop_path_rate=0.0).eval()
+    missing, unexpected = ref.load_state_dict(_timm_state_dict(model), strict=True)
+    assert not missing and not unexpected
+    x = torch.randn(2, cfg.in_chans, cfg.img_size, cfg.img_size)
+    with torch.no_grad():
+        ours, theirs = model(x), ref(x)
+    width = cfg.embed_dim * 2 ** (len(cfg.depths) - 1)
+    assert_close(ours, theirs, reduction=4 * width, depth=sum(cfg.depths))
+
+
+def test_patch_merging_concatenation_order_is_the_papers():
+    # One channel, a 2x2 grid holding 0, 1 (top row) and 2, 3 (bottom row): the Swin paper's code
+    # and timm concatenate top left, bottom left, top right, bottom right.
+    merge = PatchMerging(1, (2, 2))
+    merge.norm, merge.reduction = torch.nn.Identity(), torch.nn.Identity()
+    grid = torch.tensor([[0.0, 1.0], [2.0, 3.0]]).reshape(1, 4, 1)
+    assert merge(grid).flatten().tolist() == [0.0, 2.0, 1.0, 3.0]
+
+
+def test_window_attention_explicit_path_equals_fused():
+    # count_macs switches to the explicit path to count the attention products: it must
+    # compute the same function, masked windows included
+    attn = WindowAttention(dim=16, window=4, num_heads=2).eval()
+    with torch.no_grad():
+        attn.relative_position_bias_table.normal_()
+    x = torch.randn(2 * 4, 16, 16)  # two images of 4 windows
+    mask = shift_attention_mask(8, 8, 4, 2)
+    with torch.no_grad():
+        fused = attn(x, mask)
+        attn.fused_attn = False
+        explicit = attn(x, mask)
+    assert_close(explicit, fused, reduction=16)

@@ -70,12 +70,20 @@ def shift_attention_mask(h: int, w: int, window: int, shift: int) -> torch.Tenso
 
 
 class WindowAttention(nn.Module):
-    """Multi-head attention inside a window, with a learned relative position bias."""
+    """Multi-head attention inside a window, with a learned relative position bias.
 
-    def __init__(self, dim: int, window: int, num_heads: int, qkv_bias: bool = True) -> None:
+    ``fused_attn`` picks ``F.scaled_dot_product_attention`` (default) or the explicit
+    ``softmax(q k^T / sqrt(d) + bias) v``; both compute the same function. The explicit path is
+    what :func:`vitcore.count_macs` switches to, so that the attention products are counted.
+    """
+
+    def __init__(self, dim: int, window: int, num_heads: int, qkv_bias: bool = True,
+                 fused_attn: bool = True) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.window = window
+        self.scale = (dim // num_heads) ** -0.5
+        self.fused_attn = fused_attn
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
@@ -96,7 +104,11 @@ class WindowAttention(nn.Module):
             nw = mask.shape[0]
             blocked = torch.zeros(mask.shape, dtype=bias.dtype, device=bias.device).masked_fill(~mask, float("-inf"))
             bias = (bias + blocked.unsqueeze(1)).repeat(x.shape[0] // nw, 1, 1, 1)  # (B*nW, h, n, n)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))  # (B*nW, h, n, d)
+        if self.fused_attn:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))  # (B*nW, h, n, d)
+        else:
+            scores = (q * self.scale) @ k.transpose(-2, -1) + bias.to(q.dtype)  # (B*nW, h, n, n)
+            out = scores.softmax(-1) @ v
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
@@ -133,7 +145,13 @@ class SwinBlock(nn.Module):
 
 
 class PatchMerging(nn.Module):
-    """Concatenate each 2x2 group of tokens (4C) and project to 2C: the grid halves."""
+    """Concatenate each 2x2 group of tokens (4C) and project to 2C: the grid halves.
+
+    The four tokens of a group at rows ``2i, 2i+1`` and columns ``2j, 2j+1`` are concatenated
+    in the order of the Swin paper's code and timm: (top left, bottom left, top right, bottom
+    right), i.e. the row offset varies fastest. The order matters only for sharing weights: a
+    ``reduction`` trained with one order is a different map under another.
+    """
 
     def __init__(self, dim: int, grid: tuple[int, int]) -> None:
         super().__init__()
@@ -146,7 +164,8 @@ class PatchMerging(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H*W, C) -> (B, H/2 * W/2, 2C)``."""
         h, w = self.grid
-        x = rearrange(x, "b (h p1 w p2) c -> b (h w) (p1 p2 c)", h=h // 2, w=w // 2, p1=2, p2=2)
+        # p1: row offset, p2: column offset; (p2 p1 c) puts the row offset fastest, as timm does
+        x = rearrange(x, "b (h p1 w p2) c -> b (h w) (p2 p1 c)", h=h // 2, w=w // 2, p1=2, p2=2)
         return self.reduction(self.norm(x))
 
 
