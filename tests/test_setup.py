@@ -1,0 +1,169 @@
+"""The setup's shell logic, run on a copy of .ci/ with stand-ins for python, pip and apt.
+
+What is checked: without apt, root or sudo the setup says what it skips and goes on; a failed pip
+install, import check, data fetch or doctor stops it with a non-zero exit and no install stamp; a
+complete install writes the stamp and a second run installs nothing.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BASH = shutil.which("bash")
+pytestmark = pytest.mark.skipif(BASH is None or os.name == "nt", reason="needs bash (Linux or macOS)")
+
+FAKE_PYTHON = f"""#!{BASH}
+echo "$*" >> "$STUB_LOG"
+if [ "$1" = -m ]; then
+  case "$2" in
+    pip)
+      if [ -n "${{FAIL_PIP:-}}" ] && [[ "$*" == *"$FAIL_PIP"* ]]; then
+        echo "ERROR: No matching distribution found for nosuch==1.0" >&2; exit 1
+      fi
+      echo "WARNING: Location 'file:///opt/x' is ignored: it is neither a file nor a directory."
+      exit 0 ;;
+    vitcore.assets) exit "${{FETCH_RC:-0}}" ;;
+    vitcore.doctor) echo "not ready: tuxpaint-stamps"; exit "${{DOCTOR_RC:-0}}" ;;
+  esac
+fi
+if [ "$1" = -c ]; then
+  case "$2" in
+    *hashlib*) exec {sys.executable} "$@" ;;
+    *) exit "${{IMPORT_RC:-0}}" ;;
+  esac
+fi
+exit 0
+"""
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A copy of the setup scripts and the files the stamp hashes, with a stand-in .venv."""
+    root = tmp_path / "repo"
+    (root / ".ci").mkdir(parents=True)
+    for name in ("setup.sh", "system_packages.sh"):
+        shutil.copy(ROOT / ".ci" / name, root / ".ci" / name)
+    for name in ("requirements.txt", "requirements-nodeps.txt", "pyproject.toml"):
+        shutil.copy(ROOT / name, root / name)
+    py = root / ".venv" / "bin" / "python"
+    py.parent.mkdir(parents=True)
+    py.write_text(FAKE_PYTHON)
+    py.chmod(0o755)
+    mj = root / "book" / "_mathjax" / "mathjax" / "tex-chtml.js"
+    mj.parent.mkdir(parents=True)
+    mj.write_text("")
+    return root
+
+
+def setup(repo: Path, **env: str) -> subprocess.CompletedProcess:
+    log = repo / "calls.log"
+    full = {**os.environ, "STUB_LOG": str(log), "VITCORE_APT": "0", **env}
+    return subprocess.run([BASH, str(repo / ".ci" / "setup.sh")], capture_output=True, text=True, env=full)
+
+
+def calls(repo: Path) -> list[str]:
+    log = repo / "calls.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return lines
+
+
+def test_complete_install_writes_the_stamp_and_a_second_run_installs_nothing(repo):
+    res = setup(repo)
+    assert res.returncode == 0, res.stderr
+    assert "WARNING: Location" not in res.stdout + res.stderr  # this machine's notes are filtered
+    stamp = repo / ".venv" / ".vitcore-setup-stamp"
+    digest = hashlib.sha256(b"".join((repo / f).read_bytes() for f in
+                                     ("requirements.txt", "requirements-nodeps.txt", "pyproject.toml"))).hexdigest()
+    assert stamp.read_text().strip() == digest
+    first = calls(repo)
+    assert any("-m pip install -q -r requirements.txt" in c for c in first)
+    assert any("-m pip install -q --no-deps -e ." in c for c in first)
+    assert first[-3:-1] == ["-m vitcore.assets fetch", "-m vitcore.doctor --quiet"]  # data, then the doctor
+    res = setup(repo)
+    assert res.returncode == 0 and not any("pip" in c for c in calls(repo))
+    (repo / "requirements.txt").write_text((repo / "requirements.txt").read_text() + "\n")
+    assert setup(repo).returncode == 0 and any("pip install" in c for c in calls(repo))  # the lock changed
+
+
+@pytest.mark.parametrize("failing", ["-r requirements.txt", "--no-deps -r requirements-nodeps.txt", "-e ."])
+def test_a_failed_pip_install_stops_the_setup_and_writes_no_stamp(repo, failing):
+    res = setup(repo, FAIL_PIP=failing)
+    assert res.returncode != 0
+    assert "No matching distribution found" in res.stdout + res.stderr  # pip's own words reach the reader
+    assert not (repo / ".venv" / ".vitcore-setup-stamp").exists()
+    assert not any("vitcore.doctor" in c for c in calls(repo))
+
+
+def test_an_import_failure_stops_the_setup(repo):
+    res = setup(repo, IMPORT_RC="1")
+    assert res.returncode != 0 and "do not import" in res.stderr
+    assert not (repo / ".venv" / ".vitcore-setup-stamp").exists()
+
+
+def test_data_and_doctor_decide(repo):
+    res = setup(repo, FETCH_RC="1")
+    assert res.returncode != 0 and "could not be fetched" in res.stderr
+    res = setup(repo, DOCTOR_RC="1")
+    assert res.returncode != 0 and "not ready" in res.stdout
+    calls(repo)
+    res = setup(repo, VITCORE_FETCH="0")
+    assert res.returncode == 0 and not any("vitcore.assets" in c for c in calls(repo))
+
+
+# ----------------------------------------------------------------------------- system packages
+def system_packages(tmp_path: Path, tools: dict[str, str], **env: str) -> tuple[subprocess.CompletedProcess, str]:
+    """Run .ci/system_packages.sh with PATH holding only the given stand-in tools."""
+    stub = tmp_path / "bin"
+    stub.mkdir(exist_ok=True)
+    log = tmp_path / "apt.log"
+    for name, body in tools.items():
+        (stub / name).write_text(f"#!{BASH}\n{body}\n")
+        (stub / name).chmod(0o755)
+    res = subprocess.run([BASH, str(ROOT / ".ci" / "system_packages.sh")], capture_output=True, text=True,
+                         env={"PATH": str(stub), "APT_LOG": str(log), **env})
+    return res, log.read_text() if log.exists() else ""
+
+
+APT = 'echo "apt-get $*" >> "$APT_LOG"; exit ${APT_RC:-0}'
+SUDO = 'if [ "$1" = -n ] && [ "$2" = true ]; then exit ${SUDO_RC:-1}; fi; shift; echo "sudo:" >> "$APT_LOG"; exec "$@"'
+DPKG = 'case "$2" in chromium) exit 1;; *) exit 0;; esac'  # only chromium is missing
+
+
+def test_no_apt_means_skip_and_go_on(tmp_path):
+    res, log = system_packages(tmp_path, {"id": "echo 1000"})
+    assert res.returncode == 0 and "no apt-get/dpkg here" in res.stdout and "skipping" in res.stdout
+    assert "vitcore.assets fetch" in res.stdout and "browser check is skipped" in res.stdout
+
+
+def test_no_root_and_no_sudo_means_skip_and_go_on(tmp_path):
+    res, log = system_packages(tmp_path, {"id": "echo 1000", "apt-get": APT, "dpkg": DPKG, "sudo": SUDO})
+    assert res.returncode == 0 and "not root and no passwordless sudo" in res.stdout and "chromium" in res.stdout
+    assert "apt-get" not in log
+
+
+def test_root_installs_only_what_is_missing_and_a_failure_is_not_fatal(tmp_path):
+    tools = {"id": "echo 0", "apt-get": APT, "dpkg": DPKG}
+    res, log = system_packages(tmp_path, tools)
+    assert res.returncode == 0 and log.splitlines() == ["apt-get install -y -q chromium"]
+    (tmp_path / "apt.log").unlink()
+    res, log = system_packages(tmp_path, tools, APT_RC="100")  # e.g. Ubuntu has no package 'chromium'
+    assert res.returncode == 0 and "WARNING: apt-get could not install chromium" in res.stdout
+    assert "apt-get update -q" in log
+
+
+def test_passwordless_sudo_is_used(tmp_path):
+    res, log = system_packages(tmp_path, {"id": "echo 1000", "apt-get": APT, "dpkg": DPKG, "sudo": SUDO},
+                               SUDO_RC="0")
+    assert res.returncode == 0 and log.splitlines() == ["sudo:", "apt-get install -y -q chromium"]
+
+
+def test_nothing_missing_means_nothing_done(tmp_path):
+    res, log = system_packages(tmp_path, {"id": "echo 0", "apt-get": APT, "dpkg": "exit 0"})
+    assert res.returncode == 0 and res.stdout == "" and log == ""
