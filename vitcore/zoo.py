@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_state_dict_strict, load_weights, save_weights
+from .shipped import sha256_file
 from .device import get_device, on_gpu, seed_everything
 from .train import History, evaluate, fit
 from .vit import ViTConfig, VisionTransformer
@@ -351,7 +352,7 @@ def get(
             tmp_w = Path(f.name)
         save_weights(model, tmp_w)
         meta = {"name": name, "key": key, "recipe": rec, "metrics": metrics, "history": hist.to_dict(),
-                "sha256": _sha256(tmp_w), "zoo_version": ZOO_VERSION, "code": code_version(),
+                "sha256": sha256_file(tmp_w), "zoo_version": ZOO_VERSION, "code": code_version(),
                 "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         tmp_w.replace(weights)
         with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json", delete=False) as f:
@@ -366,8 +367,6 @@ def _load_cached(name: str, rec: dict, weights: Path, meta_path: Path, device: t
 
     try:
         meta = json.loads(meta_path.read_text())
-        from .shipped import sha256_file
-
         if meta.get("sha256") != sha256_file(weights):
             raise ValueError("the weights' sha256 differs from the one recorded when they were cached")
         model = build_model(rec)
