@@ -1,0 +1,55 @@
+"""Per-chapter execution times of the last book build, read from its execution cache.
+
+    python benchmarks/chapter_times.py [_build/.jupyter_cache]   # a markdown table on stdout
+
+The book build (``jupyter-book build .``) executes every notebook once and records, in the
+jupyter-cache database, how long each one ran. This prints them as the table the README shows, with
+the machine they ran on; the budget is 3 minutes per chapter and 15 minutes for the whole book on
+2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+BUDGET_CHAPTER_S = 180
+BUDGET_BOOK_S = 900
+
+
+def chapter_times(cache: str | Path) -> dict[str, float]:
+    """Notebook file name -> execution seconds, for every notebook in the cache."""
+    from jupyter_cache import get_cache
+
+    if not Path(cache).is_dir():
+        raise FileNotFoundError(f"no execution cache at {cache}: build the book first (bash .ci/book)")
+    times = {}
+    for record in get_cache(str(cache)).list_cache_records():
+        seconds = (record.data or {}).get("execution_seconds")
+        if seconds is not None:
+            times[Path(record.uri).name] = float(seconds)
+    return dict(sorted(times.items()))
+
+
+def table(times: dict[str, float]) -> str:
+    rows = ["| chapter | seconds | within 3 min |", "|---|---:|:-:|"]
+    for name, s in times.items():
+        rows.append(f"| {name} | {s:.0f} | {'yes' if s <= BUDGET_CHAPTER_S else '**no**'} |")
+    total = sum(times.values())
+    rows.append(f"| **all** | **{total:.0f}** | {'yes' if total <= BUDGET_BOOK_S else '**no**'} (15 min) |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+    cache = argv[1] if len(argv) > 1 else "_build/.jupyter_cache"
+    times = chapter_times(cache)
+    print(f"Measured by the book build on {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPU cores:\n")
+    print(table(times))
+    return 0 if all(s <= BUDGET_CHAPTER_S for s in times.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
