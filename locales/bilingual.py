@@ -10,6 +10,7 @@
   are translated.
 - The part captions of the table of contents (_toc.yml) are translated from the root document's
   catalogue.
+- ``{glue:text}`` numbers show in translated paragraphs too (see glue_in_translated_text).
 
 Loaded by _config.yml (``sphinx.local_extensions``) for both editions; ``locales/build.py`` sets
 the language for a translated edition.
@@ -73,11 +74,16 @@ class KeepDocstringsEnglish(SphinxTransform):
     default_priority = 15
 
     def apply(self, **kwargs: Any) -> None:
-        for node in self.document.findall(nodes.TextElement):
+        for node in list(self.document.findall(nodes.TextElement)):
             if ":docstring of " in (node.source or ""):
                 node["translatable"] = False
-                if "language-en" not in node["classes"]:
-                    node["classes"].append("language-en")
+                # The paragraph, and the list items around it: a compact list drops its <p>.
+                marked: nodes.Element | None = node
+                while isinstance(marked, (nodes.TextElement, nodes.list_item, nodes.definition_list_item,
+                                          nodes.definition, nodes.field_body, nodes.entry)):
+                    if "language-en" not in marked["classes"]:
+                        marked["classes"].append("language-en")
+                    marked = marked.parent
 
 
 class TranslateTocCaptions(SphinxTransform):
@@ -105,6 +111,43 @@ class TranslateTocCaptions(SphinxTransform):
             text = catalog.gettext(node["caption"])
             if text:
                 node["caption"] = text
+
+
+def glue_in_translated_text() -> None:
+    """Let ``{glue:text}`` roles in a translated message find the notebook's glued values.
+
+    Sphinx parses a translated message as a small document of its own, which myst-nb reads as
+    plain MyST, without the notebook whose outputs ``{glue:text}`key``` reads ("No key 'x'
+    found in glue data"). Those outputs are on disk by then: myst-nb writes every notebook's
+    glue data to its output folder while reading the notebook, before translation. So when the
+    lookup fails inside translated text, read the value from there. The English text is
+    untouched, and a key that really is missing still fails (a warning, an error under -W).
+    """
+    try:
+        from myst_nb.core.variables import RetrievalError, VariableOutput
+        from myst_nb.ext.glue import roles
+        from myst_nb.ext.glue.crossref import read_glue_cache
+    except ImportError:  # a myst-nb without glue: nothing to do
+        return
+    original = roles.retrieve_glue_data
+    if getattr(original, "bilingual", False):
+        return
+
+    def retrieve_glue_data(document: nodes.document, key: str) -> Any:
+        try:
+            return original(document, key)
+        except RetrievalError:
+            env = getattr(document.settings, "env", None)
+            if env is None or not str(document.current_source or "").endswith("<translated>"):
+                raise
+            data = read_glue_cache(env.mystnb_config.output_folder, env.docname)
+            if key not in data:
+                raise
+            return VariableOutput(data=data[key]["data"], metadata=data[key].get("metadata", {}),
+                                  nb_renderer=None, vtype="glue")
+
+    retrieve_glue_data.bilingual = True  # type: ignore[attr-defined]
+    roles.retrieve_glue_data = retrieve_glue_data
 
 
 def on_config(app: Sphinx, config: Any) -> None:
@@ -151,6 +194,7 @@ def on_page_context(app: Sphinx, pagename: str, templatename: str, context: dict
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_transform(KeepDocstringsEnglish)
     app.add_transform(TranslateTocCaptions)
+    glue_in_translated_text()
     app.connect("config-inited", on_config)
     app.connect("env-get-outdated", on_outdated)
     app.connect("doctree-resolved", on_doctree_resolved)

@@ -35,6 +35,7 @@ ZH = "zh"  # folder of the Chinese edition inside the English site
 TRANSLATED = Path(__file__).resolve().parent.parent / "locales" / "zh_CN" / "TRANSLATED"
 SWITCH = "a.bilingual-switch"
 UNTRANSLATED_NOTE = ".bilingual-untranslated"
+GENERATED = {"py-modindex"}  # index pages Sphinx writes itself: no document, no catalogue
 
 # Text of the article after MathJax ran, leaving out code, rendered math and hidden helpers.
 VISIBLE_TEXT_JS = """() => {
@@ -78,6 +79,8 @@ def translated_docs(path: Path = TRANSLATED) -> set[str] | None:
 def chinese_page_problems(page, rel: str, translated: set[str] | None) -> list[str]:
     """What a Chinese page must show: translated prose, or the note that it is not translated."""
     doc = rel[len(ZH) + 1:].removesuffix(".html")
+    if doc in GENERATED:
+        return []
     has_note = page.query_selector(UNTRANSLATED_NOTE) is not None
     if translated is not None and doc in translated and has_note:
         return ["listed in TRANSLATED but shows the 'not translated yet' note"]

@@ -15,7 +15,10 @@ the list only grows.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +31,7 @@ LOCALES = ROOT / "locales"
 sys.path.insert(0, str(LOCALES))
 import bilingual  # noqa: E402
 import po  # noqa: E402
+from babel.messages.catalog import Catalog  # noqa: E402
 
 LANG = "zh_CN"
 # Translated in the change that introduced the Chinese edition; the list may only grow.
@@ -119,6 +123,41 @@ def test_the_check_fails_when_an_english_paragraph_is_added(tmp_path):
     fuzzy.flags.discard("fuzzy")
     po.write_catalog(catalog, po.po_path(LANG, doc, locales))
     assert po.check(pots, LANG, [doc], locales) == []
+
+
+def test_glued_numbers_show_in_translated_text(tmp_path):
+    """A {glue:text} role in a translated paragraph shows the notebook's value, as in English."""
+    book = tmp_path / "glue_book"
+    for rel in ["_config.yml", "book/references.bib", "locales/bilingual.py", "locales/build_edition.py"]:
+        (book / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, book / rel)
+    (book / "_toc.yml").write_text("format: jb-book\nroot: notebooks/g\n")
+    record = "application/papermill.record/"  # how myst_nb.glue stores a value it does not display
+    outputs = [{"output_type": "display_data", "data": {record + "text/plain": value},
+                "metadata": {"scrapbook": {"mime_prefix": record, "name": key}}}
+               for key, value in [("n", "42.0"), ("w", "'unseen 38%'")]]
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {
+                    "display_name": "Python 3", "language": "python", "name": "python3"}},
+                "cells": [{"cell_type": "markdown", "id": "m", "metadata": {}, "source":
+                           "# Glue\n\nThe answer is {glue:text}`n:.1f` and then {glue:text}`w`."},
+                          {"cell_type": "code", "id": "c", "metadata": {}, "execution_count": 1,
+                           "source": "glue('n', 42.0); glue('w', 'unseen 38%')", "outputs": outputs}]}
+    (book / "notebooks").mkdir()
+    (book / "notebooks" / "g.ipynb").write_text(json.dumps(notebook))
+    catalog = Catalog(locale=LANG, domain="notebooks/g")
+    catalog.add("Glue", "粘贴")
+    catalog.add("The answer is {glue:text}`n:.1f` and then {glue:text}`w`.",
+                "答案是 {glue:text}`n:.1f`，然后是 {glue:text}`w`。")
+    po.write_catalog(catalog, po.po_path(LANG, "notebooks/g", book / "locales"))
+    (book / "locales" / LANG / "TRANSLATED").write_text("notebooks/g\n")
+
+    out = book / "_build" / "zh" / "html"
+    run = subprocess.run([sys.executable, str(book / "locales" / "build_edition.py"), "html", str(out),
+                          "--lang", LANG, "--execute", "off", "-q"], cwd=book, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "glue data" not in run.stderr, run.stderr[-2000:]
+    text = re.sub(r"<[^>]+>", "", (out / "notebooks" / "g.html").read_text(encoding="utf-8"))
+    assert "答案是 42.0，然后是 unseen 38%。" in text
 
 
 def test_a_chinese_page_links_to_the_english_one_and_back():
