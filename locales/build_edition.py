@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", action="store_true", help="nitpicky")
     p.add_argument("-E", action="store_true", help="fresh environment: read every document again")
     p.add_argument("-q", action="store_true", help="no status output")
+    p.add_argument("-Q", action="store_true", help="no status output and no warnings")
     a = p.parse_args(argv)
     execute = a.execute or ("off" if a.builder == "gettext" else "cache")
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         ROOT, out, use_external_toc=True, noconfig=True, path_config=ROOT / "_config.yml",
         confoverrides=overrides(a.builder, a.lang, execute, a.cache.resolve(), a.n),
         doctreedir=out.with_name(out.name + ".doctrees"), builder=a.builder,
-        warningiserror=a.W, keep_going=a.W, freshenv=a.E, quiet=a.q)
+        warningiserror=a.W, keep_going=a.W, freshenv=a.E, quiet=a.q or a.Q, really_quiet=a.Q)
     return result if isinstance(result, int) else 1
 
 

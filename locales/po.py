@@ -40,8 +40,8 @@ from bilingual import translated_docs  # noqa: E402
 def extract(pot_dir: Path, root: Path = ROOT, quiet: bool = True) -> dict[str, Path]:
     """Run the gettext builder (execution off) into pot_dir; return {docname: .pot path}."""
     cmd = [sys.executable, str(root / "locales" / "build_edition.py"), "gettext", str(pot_dir), "-E"]
-    if quiet:
-        cmd.append("-q")
+    if quiet:  # extraction reads notebooks unexecuted: its glue warnings say nothing
+        cmd.append("-Q")
     env = dict(os.environ, PYTHONHASHSEED="0")
     subprocess.run(cmd, cwd=root, env=env, check=True)
     return pot_files(pot_dir)

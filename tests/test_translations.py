@@ -128,7 +128,8 @@ def test_the_check_fails_when_an_english_paragraph_is_added(tmp_path):
 def test_glued_numbers_show_in_translated_text(tmp_path):
     """A {glue:text} role in a translated paragraph shows the notebook's value, as in English."""
     book = tmp_path / "glue_book"
-    for rel in ["_config.yml", "book/references.bib", "locales/bilingual.py", "locales/build_edition.py"]:
+    for rel in ["_config.yml", "book/references.bib", "locales/bilingual.py", "locales/build_edition.py",
+                "book/_templates/lang-switch.html"]:
         (book / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, book / rel)
     (book / "_toc.yml").write_text("format: jb-book\nroot: notebooks/g\n")
