@@ -14,7 +14,8 @@ if [ "${VITCORE_APT:-1}" = 0 ]; then
   echo "[setup] VITCORE_APT=0: not installing system packages; $what"
   exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg >/dev/null 2>&1; then
+have() { local path; path=$(command -v "$1" 2>/dev/null) && [ -x "$path" ]; }  # found and runnable
+if ! have apt-get || ! have dpkg; then
   echo "[setup] no apt-get/dpkg here (not Debian/Ubuntu): skipping system packages (${APT_PACKAGES[*]}); $what"
   exit 0
 fi
@@ -26,7 +27,7 @@ done
 
 if [ "$(id -u)" -eq 0 ]; then
   SUDO=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then
+elif have sudo && sudo -n true >/dev/null 2>&1; then
   SUDO=(sudo -n)
 else
   echo "[setup] not root and no passwordless sudo: skipping system packages (${missing[*]}); $what"
