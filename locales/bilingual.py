@@ -155,7 +155,7 @@ def on_config(app: Sphinx, config: Any) -> None:
     if templates not in config.templates_path:
         config.templates_path.append(templates)
     options = dict(config.html_theme_options or {})
-    options.setdefault("article_header_end", ["lang-switch.html", "article-header-buttons.html"])
+    options.setdefault("article_header_end", ["lang-switch.html"])  # it includes the theme's buttons
     config.html_theme_options = options
 
 
