@@ -97,3 +97,8 @@ def test_the_command_runs_and_its_exit_code_matches_its_report():
     assert any(line.startswith("OK      device") for line in lines)
     failed = [line for line in lines if line.startswith(("MISSING", "BAD"))]
     assert res.returncode == (1 if failed else 0), res.stdout
+
+
+def test_a_chromium_that_cannot_run_is_not_reported_as_ready(monkeypatch):
+    monkeypatch.setattr(doctor.os, "access", lambda path, mode: False)
+    assert doctor.check_chromium().status == "--"

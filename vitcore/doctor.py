@@ -230,7 +230,7 @@ def check_cache() -> Check:
 
 def check_chromium() -> Check:
     """Chromium drives the browser check of the built site (tests/check_site.py); optional."""
-    if Path("/usr/bin/chromium").is_file():
+    if os.access("/usr/bin/chromium", os.X_OK):
         return Check("chromium", "OK", "/usr/bin/chromium (the browser check of the built site runs)")
     other = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     hint = f"found {other}, but the check uses /usr/bin/chromium; " if other else ""
