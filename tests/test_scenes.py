@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
+
+from vitcore.assets import find_stamps
 import torch
 
 from vitcore.data import load_fashion_mnist
 from vitcore.scenes import (
-    COLOURS, STAMP_DIR, ObjectSpec, SceneComposer, caption, load_stamps, object_phrase, referring_expression,
+    COLOURS, ObjectSpec, SceneComposer, caption, load_stamps, object_phrase, referring_expression,
 )
 from vitcore.tolerance import assert_close, is_close
 
@@ -17,8 +19,8 @@ def items():
 
 @pytest.fixture(scope="module")
 def stamps():
-    if not STAMP_DIR.is_dir():
-        pytest.skip("Tux Paint stamps are not installed")
+    if find_stamps() is None:  # the Debian package or vitcore.assets' download
+        pytest.skip("Tux Paint stamps are not installed (python -m vitcore.assets fetch)")
     return load_stamps(["animals"], size=24, limit=12)
 
 
