@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
-
-from vitcore.assets import find_stamps
 import torch
 
+from vitcore.assets import find_stamps
 from vitcore.data import load_fashion_mnist
 from vitcore.scenes import (
     COLOURS, ObjectSpec, SceneComposer, caption, load_stamps, object_phrase, referring_expression,
