@@ -84,6 +84,23 @@ def _history(log: list[dict]) -> dict:
             "eval_acc": [log[i]["epoch"]["acc"] for i in ends]}
 
 
+def _run_data(rec: dict, quick: bool) -> tuple[torch.Tensor, tuple, int]:
+    """A run's unlabelled training images (normalised), its evaluation sets and its step count."""
+    train_x, _ = load_fashion_mnist("train")
+    n = rec["data"].get("n_train")
+    images = normalize(train_x if n is None else train_x[:n])
+    sets = _eval_sets()
+    if quick:
+        sets = tuple(s[:500] for s in sets)
+    return images, sets, rec["train"]["epochs"] * (len(images) // rec["data"]["batch_size"])
+
+
+def _loop_options(rec: dict) -> dict:
+    """The recipe's settings for a pre-training loop: batch size, seed and the ``train`` part."""
+    return dict(batch_size=rec["data"]["batch_size"], seed=rec.get("seed", 0),
+                **{k: v for k, v in rec["train"].items() if k != "epochs"})
+
+
 def train_dino(rec: dict, device: torch.device, state_path: Path | None, progress: bool = True,
                quick: bool = False) -> tuple[nn.Module, dict, dict]:
     """DINO on Fashion-MNIST: ``(teacher backbone, metrics, history)``; the teacher is what ships."""
@@ -93,20 +110,13 @@ def train_dino(rec: dict, device: torch.device, state_path: Path | None, progres
     student = DINOModel(backbone, rec["model"]["embed_dim"], **rec["head"]).to(device)
     teacher = copy.deepcopy(student)
     random_init = copy.deepcopy(backbone).cpu()
-    train_x, _ = load_fashion_mnist("train")
-    d, t = rec["data"], rec["train"]
-    images = normalize(train_x if d.get("n_train") is None else train_x[:d["n_train"]])
-    sets = _eval_sets()
-    if quick:
-        sets = tuple(s[:500] for s in sets)
-    steps = t["epochs"] * (len(images) // d["batch_size"])
+    images, sets, steps = _run_data(rec, quick)
 
     def on_epoch(epoch: int, teach: DINOModel) -> dict:
         return {"acc": knn_accuracy(teach.backbone, sets)}
 
-    log = pretrain(student, teacher, images, steps, batch_size=d["batch_size"], seed=rec.get("seed", 0),
-                   on_epoch=on_epoch, state_path=state_path, progress=progress, desc="dino_fmnist",
-                   **{k: v for k, v in t.items() if k != "epochs"})
+    log = pretrain(student, teacher, images, steps, on_epoch=on_epoch, state_path=state_path,
+                   progress=progress, desc="dino_fmnist", **_loop_options(rec))
     pixels = F.normalize(sets[0].flatten(1), dim=-1), sets[1], F.normalize(sets[2].flatten(1), dim=-1), sets[3]
     from .dino import knn_hits
 
@@ -127,20 +137,13 @@ def train_mae(rec: dict, device: torch.device, state_path: Path | None, progress
 
     model = initial_model(rec).to(device)
     random_init = copy.deepcopy(model.encoder).cpu()
-    train_x, _ = load_fashion_mnist("train")
-    d, t = rec["data"], rec["train"]
-    images = normalize(train_x if d.get("n_train") is None else train_x[:d["n_train"]])
-    sets = _eval_sets()
-    if quick:
-        sets = tuple(s[:500] for s in sets)
-    steps = t["epochs"] * (len(images) // d["batch_size"])
+    images, sets, steps = _run_data(rec, quick)
 
     def on_epoch(epoch: int, mae: MaskedAutoencoder) -> dict:
         return {"acc": knn_accuracy(mae.encoder, sets)}
 
-    log = pretrain(model, images, steps, batch_size=d["batch_size"], seed=rec.get("seed", 0),
-                   on_epoch=on_epoch, state_path=state_path, progress=progress, desc="mae_fmnist",
-                   **{k: v for k, v in t.items() if k != "epochs"})
+    log = pretrain(model, images, steps, on_epoch=on_epoch, state_path=state_path,
+                   progress=progress, desc="mae_fmnist", **_loop_options(rec))
     model = model.cpu().eval()
     metrics: dict = {"knn_acc": knn_accuracy(model.encoder, sets),
                      "knn_acc_random_init": knn_accuracy(random_init, sets), "steps": steps,
