@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Values that differ in a translated edition (the rest comes from _config.yml).
 EDITIONS = {
     "zh_CN": {"html_title": "从零搭建视觉Transformer",
-              "html_theme_options": {"search_bar_text": "搜索本书……"}},
+              "html_theme_options": {"search_bar_text": "搜索本书……"},
+              # myst-nb's toggle of a hidden cell ("Show code cell content"), not a message
+              "nb_code_prompt_show": "显示代码单元", "nb_code_prompt_hide": "隐藏代码单元"},
 }
 
 
