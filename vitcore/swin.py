@@ -74,7 +74,7 @@ class WindowAttention(nn.Module):
 
     ``fused_attn`` picks ``F.scaled_dot_product_attention`` (default) or the explicit
     ``softmax(q k^T / sqrt(d) + bias) v``; both compute the same function. The explicit path is
-    what :func:`vitcore.count_macs` switches to, so that the attention products are counted.
+    what :func:`vitcore.flops.count_macs` switches to, so that the attention products are counted.
     """
 
     def __init__(self, dim: int, window: int, num_heads: int, qkv_bias: bool = True,
