@@ -9,8 +9,8 @@ a step that no longer fits is skipped and the reason logged:
 
 1. ``env``: Python, torch, timm and the other versions, the GPU, ``nvidia-smi``, the
    ``torch.backends.cuda.matmul`` settings; vitcore imported and its recipes listed.
-2. ``pytest``: ``pytest tests -q`` with CUDA visible (counts and failures recorded; a failure
-   stops nothing).
+2. ``pytest``: ``pytest tests -v`` with CUDA visible (counts and failures recorded, failures by
+   name even in a run cut short; a failure stops nothing).
 3. ``bench_*``: ``benchmarks/vit_throughput.py`` on CUDA: ViT-Ti/S/B inference and training in
    bf16 and fp32, eager, and ViT-B bf16 under ``torch.compile``; one JSON per configuration. MFU
    uses the script's table of dense peaks (``--peak-tflops`` overrides).
@@ -208,7 +208,15 @@ def parse_pytest(text: str) -> dict:
                 counts[{"error": "errors", "warning": "warnings"}.get(what, what)] = int(n)
             break
     complete = bool(counts)
-    if not complete:  # no closing line: count the progress characters of the lines printed so far
+    # -v prints one line per test as it ends ("tests/a.py::test_b PASSED   [ 3%]"): a run cut short
+    # still names its failures (the closing summary of failures never comes)
+    verbose = re.findall(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", text, flags=re.M)
+    if not complete and verbose:
+        for _, what in verbose:
+            key = {"PASSED": "passed", "FAILED": "failed", "ERROR": "errors", "SKIPPED": "skipped",
+                   "XFAIL": "xfailed", "XPASS": "xpassed"}[what]
+            counts[key] = counts.get(key, 0) + 1
+    elif not complete:  # no closing line: count the progress characters of the lines printed so far
         for line in text.splitlines():
             m = re.match(r"^([.FEsxX]+)\s*(\[\s*\d+%\])?\s*$", line.strip())
             if m:
@@ -216,6 +224,8 @@ def parse_pytest(text: str) -> dict:
                                 ("x", "xfailed"), ("X", "xpassed")):
                     counts[key] = counts.get(key, 0) + m.group(1).count(ch)
     failures = [ln.strip() for ln in text.splitlines() if ln.startswith(("FAILED ", "ERROR "))]
+    named = {f.split()[1] for f in failures}
+    failures += [f"{what} {test}" for test, what in verbose if what in ("FAILED", "ERROR") and test not in named]
     return {"counts": counts, "complete": complete, "failures": failures}
 
 
@@ -484,9 +494,9 @@ class Check:
         # On the GPU: the whole suite but this script's own test (its dry run was tested before)
         target = [DRY_PYTEST_FILE] if self.args.dry_run else ["tests", "--ignore=tests/test_gpu_check.py"]
         # a test file that cannot be imported (a package missing there) must not stop the others
-        step = Step("pytest", "pytest", [self.py, "-m", "pytest", *target, "-q", "-rfE",
+        step = Step("pytest", "pytest", [self.py, "-m", "pytest", *target, "-v", "-rfE",
                                          "--continue-on-collection-errors"], 120, 30,
-                    title="pytest " + " ".join(target[:1]) + " -q")
+                    title="pytest " + " ".join(target[:1]) + " -v")
         if (self.env_info.get("packages") or {}).get("pytest") is None and self.env_info:
             self.add(step)
             self.skip_step(step, "pytest is not installed")

@@ -110,6 +110,13 @@ def test_parse_pytest_closing_line_and_a_run_cut_short():
     cut = gc.parse_pytest("....F.s.                                   [ 40%]\n..E\n")
     assert not cut["complete"] and cut["counts"]["passed"] == 8 and cut["counts"]["failed"] == 1
     assert cut["counts"]["errors"] == 1 and cut["counts"]["skipped"] == 1
+    # -v, cut short: the failing test is named although pytest never printed its summary
+    verbose = gc.parse_pytest("tests/test_a.py::test_one PASSED   [ 1%]\n"
+                              "tests/test_a.py::test_two[cuda] FAILED   [ 2%]\n"
+                              "tests/test_b.py::test_three SKIPPED (no GPU)   [ 3%]\n")
+    assert not verbose["complete"]
+    assert verbose["counts"] == {"passed": 1, "failed": 1, "skipped": 1}
+    assert verbose["failures"] == ["FAILED tests/test_a.py::test_two[cuda]"]
 
 
 def test_parse_last_json_skips_noise():
