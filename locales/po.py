@@ -68,6 +68,8 @@ def read_catalog(path: Path, lang: str | None = None) -> Catalog:
 
 def write_catalog(catalog: Catalog, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    for message in catalog:  # no "#: file:line" comments: they name the machine's checkout path
+        message.locations = []
     with open(path, "wb") as f:
         write_po(f, catalog, width=0, omit_header=False, sort_output=False)
 
