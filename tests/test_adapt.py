@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from vitcore.adapt import LoRALinear, add_adapters, apply_lora, freeze_except
+from vitcore.flops import count_params
 from vitcore.tolerance import assert_close
 from vitcore.vit import ViTConfig, VisionTransformer
 
@@ -79,7 +80,7 @@ def test_adapters_start_as_identity_and_count():
 
 
 def test_tail_on_cached_tokens_equals_the_whole_model():
-    from vitcore.adapt import ViTTail, count_trainable, tokens_after
+    from vitcore.adapt import ViTTail, tokens_after
 
     torch.manual_seed(0)
     model = VisionTransformer(ViTConfig(img_size=16, patch_size=4, in_chans=3, num_classes=4, embed_dim=16,
@@ -95,8 +96,8 @@ def test_tail_on_cached_tokens_equals_the_whole_model():
         assert len(tail.blocks) == 3 - start
     tail = ViTTail(model, 2, num_classes=4)
     names = apply_lora(tail, ["attn.qkv"], r=2)  # wraps the copied block, not the original model
-    assert names == ["blocks.0.attn.qkv"] and count_trainable(tail) == 2 * (16 + 48)
-    assert count_trainable(model) == sum(p.numel() for p in model.parameters())
+    assert names == ["blocks.0.attn.qkv"] and count_params(tail, trainable_only=True) == 2 * (16 + 48)
+    assert count_params(model, trainable_only=True) == sum(p.numel() for p in model.parameters())
     with pytest.raises(ValueError, match="n_blocks"):
         tokens_after(model, x, 4)
     with pytest.raises(ValueError, match="start"):

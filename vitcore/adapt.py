@@ -14,9 +14,11 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from .flops import count_params
+
 __all__ = [
     "LoRALinear", "apply_lora", "Adapter", "MlpWithAdapter", "add_adapters", "freeze_except",
-    "tokens_after", "ViTTail", "count_trainable",
+    "tokens_after", "ViTTail",
 ]
 
 
@@ -107,7 +109,7 @@ def add_adapters(model: nn.Module, bottleneck: int = 16) -> int:
     for blk in model.blocks:  # type: ignore[attr-defined]
         dim = blk.mlp.fc2.out_features
         blk.mlp = MlpWithAdapter(blk.mlp, Adapter(dim, bottleneck))
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return count_params(model, trainable_only=True)
 
 
 def freeze_except(model: nn.Module, trainable_prefixes: Iterable[str]) -> int:
@@ -115,12 +117,7 @@ def freeze_except(model: nn.Module, trainable_prefixes: Iterable[str]) -> int:
     prefixes = tuple(trainable_prefixes)
     for name, p in model.named_parameters():
         p.requires_grad = name.startswith(prefixes)
-    return count_trainable(model)
-
-
-def count_trainable(model: nn.Module) -> int:
-    """Number of parameters with ``requires_grad``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return count_params(model, trainable_only=True)
 
 
 @torch.no_grad()

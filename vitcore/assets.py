@@ -37,7 +37,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from .data import DataMissingError
+from .data import DataMissingError, cache_root
 
 __all__ = [
     "STAMPS_VERSION", "STAMPS_ARCHIVE", "STAMPS_URLS", "STAMPS_SIZE", "STAMPS_SHA256", "DEBIAN_STAMP_DIR",
@@ -72,7 +72,7 @@ class StampsError(DataMissingError):
 
 
 def _cache_root() -> Path:
-    return Path(os.environ.get("VITCORE_CACHE", Path.home() / ".cache" / "vitcore")) / "data"
+    return cache_root() / "data"
 
 
 def stamps_download_dir() -> Path:

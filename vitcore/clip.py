@@ -23,6 +23,7 @@ __all__ = [
     "LogitScale",
     "TextTransformer",
     "CLIP",
+    "embed_image",
     "clip_loss",
     "zero_shot_weights",
     "CompactVocab",
@@ -117,6 +118,13 @@ class TextTransformer(nn.Module):
         return x[torch.arange(x.shape[0]), eot_pos]  # (B, D)
 
 
+def embed_image(visual: VisionTransformer, projection: nn.Linear, images: torch.Tensor) -> torch.Tensor:
+    """The image side of both CLIP models: ``(B, C, H, W)`` -> pooled ViT features ``(B, D)`` ->
+    projected and L2-normalised ``(B, E)``."""
+    feats = visual.forward_head(visual.forward_features(images), pre_logits=True)  # (B, D)
+    return F.normalize(projection(feats), dim=-1)
+
+
 class CLIP(nn.Module):
     """Image tower + text tower + linear projections into a shared ``embed_dim`` space."""
 
@@ -132,8 +140,7 @@ class CLIP(nn.Module):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W) -> (B, E)``, L2-normalised."""
-        feats = self.visual.forward_head(self.visual.forward_features(images), pre_logits=True)
-        return F.normalize(self.image_projection(feats), dim=-1)
+        return embed_image(self.visual, self.image_projection, images)
 
     def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
         """``(B, L) -> (B, E)``, L2-normalised."""
@@ -221,8 +228,7 @@ class LockedTextCLIP(nn.Module):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W) -> (B, text_dim)``, L2-normalised."""
-        feats = self.visual.forward_head(self.visual.forward_features(images), pre_logits=True)
-        return F.normalize(self.image_projection(feats), dim=-1)
+        return embed_image(self.visual, self.image_projection, images)
 
     def logits(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         """Scaled cosine similarities ``(B, K)`` of images against fixed text embeddings ``(K, text_dim)``."""

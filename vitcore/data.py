@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 __all__ = [
     "CLASSES", "MEAN", "STD", "DEBIAN_DIR", "MIRRORS", "FILES",
-    "DataMissingError", "find_fashion_mnist", "download_fashion_mnist", "load_fashion_mnist",
+    "DataMissingError", "cache_root", "find_fashion_mnist", "download_fashion_mnist", "load_fashion_mnist",
     "stratified_indices", "normalize", "random_crop", "random_flip", "augment_batch",
     "TensorLoader", "FashionMNIST", "WorkerLoader", "make_loader",
 ]
@@ -76,8 +76,15 @@ class DataMissingError(FileNotFoundError):
 
 
 # ----------------------------------------------------------------------------- files
+def cache_root() -> Path:
+    """vitcore's one cache folder: ``$VITCORE_CACHE`` if set (and not empty), else
+    ``~/.cache/vitcore``. Downloads go to ``data/``, the zoo to ``zoo/`` and ``zoo-state/``,
+    converted pretrained weights to the folder itself."""
+    return Path(os.environ.get("VITCORE_CACHE") or "~/.cache/vitcore").expanduser()
+
+
 def _cache_dir() -> Path:
-    return Path(os.environ.get("VITCORE_CACHE", Path.home() / ".cache" / "vitcore")) / "data" / "fashion-mnist"
+    return cache_root() / "data" / "fashion-mnist"
 
 
 def _candidate_dirs(data_dir: str | Path | None) -> list[Path]:

