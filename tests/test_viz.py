@@ -173,3 +173,12 @@ def test_swin_diagram_has_pyramid_windows_and_merging():
     joined = " ".join(texts)
     assert "shifted by 2" in joined and "windows of 4 × 4" in joined
     _renders(fig)
+
+
+def test_diagrams_show_themselves_as_png_without_pyplot():
+    # A notebook displays a cell's value through _repr_png_ when no pyplot figure has set up the
+    # inline backend yet: the diagram must still appear as an image, not as "<Figure ...>".
+    from vitcore.viz import draw_deit_tokens
+
+    png = draw_deit_tokens(n_patches=4)._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000

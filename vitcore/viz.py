@@ -8,6 +8,8 @@ so it cannot return it. :meth:`vitcore.vit.VisionTransformer.forward_with_attent
 
 from __future__ import annotations
 
+import functools
+import io
 import math
 from typing import TYPE_CHECKING
 
@@ -158,11 +160,25 @@ COLORS = {
 FONT = 9  # points, for every label of every diagram
 
 
-def _canvas(width: float, height: float) -> tuple[matplotlib.figure.Figure, matplotlib.axes.Axes]:
-    """A figure of ``width x height`` inches whose one axes uses inches as data coordinates."""
+@functools.cache
+def _diagram_class() -> type:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100)
+    class Diagram(Figure):
+        """A figure that shows itself as a PNG when it is a notebook cell's value, whether or not
+        pyplot (and with it the inline backend's display hook) was ever used in that kernel."""
+
+        def _repr_png_(self) -> bytes:
+            buf = io.BytesIO()
+            self.savefig(buf, format="png")
+            return buf.getvalue()
+
+    return Diagram
+
+
+def _canvas(width: float, height: float) -> tuple[matplotlib.figure.Figure, matplotlib.axes.Axes]:
+    """A figure of ``width x height`` inches whose one axes uses inches as data coordinates."""
+    fig = _diagram_class()(figsize=(width, height), dpi=100)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_xlim(0, width)
     ax.set_ylim(0, height)
