@@ -37,3 +37,73 @@ def test_mean_iou_on_known_masks():
     assert_close(miou(pred, target, 3, ignore_absent=False), torch.tensor((4 / 6 + 2 / 4 + 1) / 3), reduction=3)
     with pytest.raises(ValueError, match="differ in shape"):
         mean_iou(pred, target[:1], 2)
+
+
+def _gelu(v: float) -> float:
+    import math
+
+    return 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
+
+
+def test_dense_head_logits_of_one_token_by_hand():
+    # DenseHead in eval mode: 1x1 conv -> BatchNorm (running stats) -> GELU, 3x3 conv (zero padding)
+    # -> BatchNorm -> GELU, 1x1 conv. Two feature maps (2 and 1 channels) are concatenated first.
+    torch.manual_seed(0)
+    head = DenseHead([2, 1], num_classes=2, hidden=2).eval()
+    with torch.no_grad():  # BatchNorm statistics and affine parameters that are not the identity
+        for bn, mean, var, w, b in ((head.fuse[1], [0.5, -0.2], [4.0, 0.25], [1.5, -1.0], [0.1, 0.2]),
+                                    (head.refine[1], [0.1, 0.0], [2.0, 9.0], [0.5, 2.0], [-0.3, 0.0])):
+            bn.running_mean.copy_(torch.tensor(mean))
+            bn.running_var.copy_(torch.tensor(var))
+            bn.weight.copy_(torch.tensor(w))
+            bn.bias.copy_(torch.tensor(b))
+    a = torch.randn(1, 2, 3, 3)  # block 1: 2 channels on a 3x3 patch grid
+    c = torch.randn(1, 1, 3, 3)  # block 2: 1 channel
+    feats = [a[0, 0].tolist(), a[0, 1].tolist(), c[0, 0].tolist()]  # channel-concatenated, by hand
+
+    def bn(v, m):  # eval-mode BatchNorm: (x - running mean) / sqrt(running var + eps) * weight + bias
+        return [(x - mu) / (var + m.eps) ** 0.5 * w + b
+                for x, mu, var, w, b in zip(v, m.running_mean.tolist(), m.running_var.tolist(),
+                                            m.weight.tolist(), m.bias.tolist())]
+
+    w1, b1 = head.fuse[0].weight[:, :, 0, 0].tolist(), head.fuse[0].bias.tolist()  # (2, 3)
+
+    def fused(r, q):  # the hidden vector at grid cell (r, q); zero outside the grid (the 3x3 conv's padding)
+        if not (0 <= r < 3 and 0 <= q < 3):
+            return [0.0, 0.0]
+        x = [f[r][q] for f in feats]
+        h = [sum(wij * xj for wij, xj in zip(row, x)) + bi for row, bi in zip(w1, b1)]
+        return [_gelu(t) for t in bn(h, head.fuse[1])]
+
+    w2, b2 = head.refine[0].weight.tolist(), head.refine[0].bias.tolist()  # (2, 2, 3, 3)
+    w3, b3 = head.classifier.weight[:, :, 0, 0].tolist(), head.classifier.bias.tolist()  # (2, 2)
+
+    def logits_at(r, q):
+        h = []
+        for o in range(2):
+            h.append(b2[o] + sum(w2[o][i][dr + 1][dq + 1] * fused(r + dr, q + dq)[i]
+                                 for i in range(2) for dr in (-1, 0, 1) for dq in (-1, 0, 1)))
+        h = [_gelu(t) for t in bn(h, head.refine[1])]
+        return [sum(wij * hj for wij, hj in zip(row, h)) + bi for row, bi in zip(w3, b3)]
+
+    out = head([a, c], (3, 3))  # the grid size: the bilinear resize is the identity
+    assert_close(out[0, :, 0, 0], torch.tensor(logits_at(0, 0)), reduction=18, depth=3)  # a corner: padding counts
+    assert_close(out[0, :, 1, 1], torch.tensor(logits_at(1, 1)), reduction=18, depth=3)  # centre: 2 x 3 x 3 inputs, 3 convs
+    # bilinear upsampling by 2 (align_corners=False): output pixel i samples input (i + 0.5) / 2 - 0.5,
+    # so pixel (3, 2) lies at (1.25, 0.75): 3/4 of row 1 + 1/4 of row 2, 1/4 of column 0 + 3/4 of column 1
+    up = head([a, c], (6, 6))
+    grid = [[logits_at(r, q) for q in range(3)] for r in range(3)]
+    want = [sum(wr * wq * grid[r][q][k] for r, wr in ((1, 0.75), (2, 0.25)) for q, wq in ((0, 0.25), (1, 0.75)))
+            for k in range(2)]
+    assert_close(up[0, :, 3, 2], torch.tensor(want), reduction=18, depth=3)
+    assert_close(up[0, :, 0, 0], out[0, :, 0, 0], reduction=18)  # the border clamps to the corner cell
+
+
+def test_tokens_to_map_skips_any_number_of_prefix_tokens_and_keeps_channels():
+    # 1 CLS + 2 registers, then a 2x2 grid of 3-channel tokens: token n, channel d holds 10 * n + d
+    tokens = torch.tensor([[[10.0 * n + d for d in range(3)] for n in range(3 + 4)]])
+    m = tokens_to_map(tokens, (2, 2), num_prefix_tokens=3)
+    assert m.shape == (1, 3, 2, 2)
+    for d in range(3):
+        assert m[0, d].tolist() == [[30 + d, 40 + d], [50 + d, 60 + d]]
+    assert torch.equal(tokens_to_map(tokens[:, 3:], (2, 2), num_prefix_tokens=0), m)

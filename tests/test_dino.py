@@ -107,3 +107,120 @@ def test_batched_multicrop_shapes_and_seed():
     again = MultiCrop(28, 14, n_local=2, batched=True, generator=torch.Generator().manual_seed(0))(imgs)
     assert all(torch.equal(a, b) for a, b in zip(views, again))
     assert not is_close(views[0], views[1])
+
+
+def _gelu(v: float) -> float:
+    """GELU as in the paper (Hendrycks & Gimpel, 2016): ``x * Phi(x)`` with the exact normal CDF."""
+    import math
+
+    return 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
+
+
+def _linear(w: torch.Tensor, b: torch.Tensor | None, x: list[float]) -> list[float]:
+    """``y_i = sum_j w_ij x_j + b_i`` written out, in Python floats (double precision)."""
+    rows = w.tolist()
+    bias = b.tolist() if b is not None else [0.0] * len(rows)
+    return [sum(wij * xj for wij, xj in zip(row, x)) + bi for row, bi in zip(rows, bias)]
+
+
+def test_head_matches_a_by_hand_mlp_l2_norm_and_weight_normalised_layer():
+    # DINO's head (Caron et al., 2021, main.py/vision_transformer.py DINOHead): Linear-GELU-Linear-GELU-
+    # Linear to the bottleneck, x / ||x||, then a bias-free linear layer whose weight is g * v / ||v||
+    # per output unit, with g fixed to 1 (norm_last_layer=True).
+    torch.manual_seed(0)
+    head = DINOHead(3, out_dim=4, hidden_dim=5, bottleneck_dim=2, nlayers=3)
+    v = head.last_layer.parametrizations.weight.original1
+    with torch.no_grad():  # rows of very different norms: only their directions may matter
+        v.copy_(torch.tensor([[3.0, 4.0], [-0.1, 0.0], [1.0, 1.0], [0.0, -20.0]]))
+    x = torch.tensor([[0.5, -1.0, 2.0], [-0.3, 0.8, 0.1]])
+    linears = [m for m in head.mlp if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3
+    expected = []
+    for row in x.tolist():
+        h = row
+        for i, lin in enumerate(linears):
+            h = _linear(lin.weight, lin.bias, h)
+            if i < 2:
+                h = [_gelu(t) for t in h]
+        norm = sum(t * t for t in h) ** 0.5
+        z = [t / norm for t in h]  # a point on the unit circle of the 2-d bottleneck
+        unit_rows = [[3 / 5, 4 / 5], [-1.0, 0.0], [2**-0.5, 2**-0.5], [0.0, -1.0]]  # v / ||v||, by hand
+        expected.append([sum(a * b for a, b in zip(r, z)) for r in unit_rows])
+    out = head(x)
+    assert_close(out, torch.tensor(expected), reduction=5, depth=4)  # sums of <= 5 terms, 4 stacked layers
+    # the logits are cosines between unit vectors: |logit| <= 1, whatever the input scale
+    assert head(1000 * x).abs().max() <= 1 + 1e-6
+    # g is frozen at 1, v trains
+    assert not head.last_layer.parametrizations.weight.original0.requires_grad
+    assert v.requires_grad
+
+
+def test_loss_equals_an_explicit_sum_over_cross_view_pairs_with_a_centre():
+    # DINO's loss (Caron et al., 2021, Alg. 1 and DINOLoss in main_dino.py): for each teacher view t
+    # and each student view s != t, H(P_t, P_s) = -sum_k P_t[k] log P_s[k], with
+    # P_t = softmax((g_t - C) / tau_t) and P_s = softmax(g_s / tau_s); averaged over the batch and
+    # then over the pairs. Written out here with exp/log on Python floats.
+    import math
+
+    tau_s, tau_t, m = 0.5, 0.25, 0.8
+    crit = DINOLoss(out_dim=3, student_temp=tau_s, teacher_temp=tau_t, center_momentum=m, n_global=2)
+    c0 = [0.3, -0.2, 0.1]
+    crit.center.copy_(torch.tensor([c0]))
+    teacher = [[[1.0, 0.0, -1.0], [0.2, 0.4, 0.0]],  # view 0: 2 images x 3 outputs
+               [[0.0, 2.0, 0.5], [-0.5, 0.1, 0.3]]]  # view 1
+    student = [[[0.1, 0.2, 0.3], [1.0, -1.0, 0.0]],  # view 0 (global)
+               [[-0.4, 0.0, 0.4], [0.3, 0.3, -0.6]],  # view 1 (global)
+               [[2.0, 0.0, 1.0], [0.0, 0.5, -0.5]]]  # view 2 (local)
+
+    def softmax(row, tau, shift=(0.0, 0.0, 0.0)):
+        e = [math.exp((a - c) / tau) for a, c in zip(row, shift)]
+        return [v / sum(e) for v in e]
+
+    terms = []
+    for t in range(2):
+        for s in range(3):
+            if s == t:
+                continue
+            per_image = []
+            for b in range(2):
+                p_t = softmax(teacher[t][b], tau_t, c0)
+                p_s = softmax(student[s][b], tau_s)
+                per_image.append(-sum(q * math.log(p) for q, p in zip(p_t, p_s)))
+            terms.append(sum(per_image) / 2)
+    assert len(terms) == 4  # (t0, s1), (t0, s2), (t1, s0), (t1, s2)
+    expected = sum(terms) / len(terms)
+
+    s_tensors = [torch.tensor(v, requires_grad=True) for v in student]
+    t_tensors = [torch.tensor(v, requires_grad=True) for v in teacher]
+    loss = crit(s_tensors, t_tensors)
+    assert_close(loss, torch.tensor(expected), reduction=4 * 2 * 3)
+    # the centre moved afterwards (targets used the old one): m * C + (1 - m) * mean of all 4 teacher rows
+    rows = teacher[0] + teacher[1]
+    mean = [sum(r[k] for r in rows) / 4 for k in range(3)]
+    assert_close(crit.center, torch.tensor([[m * c + (1 - m) * u for c, u in zip(c0, mean)]]), reduction=4)
+    # gradients flow into the student only; d loss / d g_s[b] = sum over its pairs of (P_s - P_t) / (tau_s * B * pairs)
+    loss.backward()
+    assert all(t.grad is None for t in t_tensors)
+    for s in range(3):
+        for b in range(2):
+            p_s = softmax(student[s][b], tau_s)
+            g = [0.0, 0.0, 0.0]
+            for t in range(2):
+                if t != s:
+                    p_t = softmax(teacher[t][b], tau_t, c0)
+                    g = [gk + (a - q) / (tau_s * 2 * 4) for gk, a, q in zip(g, p_s, p_t)]
+            assert_close(s_tensors[s].grad[b], torch.tensor(g), reduction=3)
+
+
+def test_teacher_probs_centre_then_sharpen():
+    # a centre equal to the teacher output makes every output equally likely (collapse to uniform is what
+    # centring alone would do); a lower temperature sharpens towards the arg max
+    crit = DINOLoss(out_dim=4, teacher_temp=0.5)
+    out = torch.tensor([[1.0, 2.0, 3.0, 5.0]])
+    crit.center.copy_(out)
+    assert_close(crit.teacher_probs(out), torch.full((1, 4), 0.25), reduction=4)
+    crit.center.zero_()
+    import math
+
+    e = [math.exp(v / 0.5) for v in (1.0, 2.0, 3.0, 5.0)]
+    assert_close(crit.teacher_probs(out), torch.tensor([[v / sum(e) for v in e]]), reduction=4)

@@ -162,3 +162,76 @@ def test_train_regressor_refuses_data_smaller_than_one_batch(data):
         train_regressor(reg, data, w, epochs=2, batch_size=64, progress=False)
     losses = train_regressor(reg, data, w, epochs=2, batch_size=16, progress=False)
     assert len(losses) == 2 * (40 // 16)  # whole batches only: the partial batch of 8 is left out
+
+
+def _scripted_vlm(tok: GroundingTokenizer, answer: list[int], start: int, vision_dim: int = 8):
+    """A VisionLanguageModel whose greedy answer is fixed: the LM has no blocks and no token embedding,
+    so the input at position p is the one-hot vector e_p (its position embedding); ``lm_head`` row
+    ``answer[k]`` reads coordinate ``start + k``, so position ``start + k`` predicts ``answer[k]``."""
+    from vitcore.vlm import TinyLM, VisionLanguageModel
+
+    dim = 40
+    lm = TinyLM(len(tok), dim=dim, depth=0, num_heads=1, max_len=dim)
+    with torch.no_grad():
+        lm.tok_embed.weight.zero_()
+        lm.pos_embed.copy_(torch.eye(dim).unsqueeze(0))
+        lm.lm_head.weight.zero_()
+        for k, t in enumerate(answer):
+            lm.lm_head.weight[t, start + k] = 1.0
+    vit = VisionTransformer(ViTConfig(img_size=8, patch_size=4, in_chans=3, num_classes=0, embed_dim=vision_dim,
+                                      depth=1, num_heads=2))
+    return VisionLanguageModel(vit, lm)
+
+
+def test_ground_parses_a_forced_answer_into_pixel_boxes_and_flags_a_malformed_one():
+    from vitcore.grounding import ground
+
+    tok = GroundingTokenizer(["find", "the", "bag"], grid=16)
+    answer = tok.encode("<box>(4,8,12,16)</box>", eos=True)  # <box> ( 4 , 8 , 12 , 16 ) </box> <eos>
+    assert len(answer) == 12  # ground generates at most 12 tokens
+    n_img = 4  # a 2x2 patch grid (the CLS token is dropped)
+    short, long = "find bag", "find the bag"  # <bos> + 2 and <bos> + 3 tokens
+    # The short prompt ends at position n_img + 2: the answer starts there. The long prompt ends one
+    # position later, so its answer is the same one shifted by one token: "(4,8,12,16)</box>", no <box>.
+    vlm = _scripted_vlm(tok, answer, start=n_img + 2)
+    feats = torch.randn(3, 1 + n_img, 8)  # precomputed vision tokens; the images only give the size
+    images = torch.zeros(3, 3, 6, 10)  # H = 6, W = 10
+    boxes, failed, texts = ground(vlm, tok, images, [short, long, short], features=feats)
+    assert texts == ["<box>(4,8,12,16)</box>", "(4,8,12,16)</box>", "<box>(4,8,12,16)</box>"]
+    assert failed.tolist() == [False, True, False]
+    # grid 16 -> pixels: x * 10 / 16, y * 6 / 16
+    expected = torch.tensor([[4 * 10 / 16, 8 * 6 / 16, 12 * 10 / 16, 16 * 6 / 16]])
+    assert_close(boxes[[0, 2]], expected.expand(2, 4))
+    assert torch.equal(boxes[1], torch.zeros(4))  # a failed parse leaves an all-zero box
+    # the same with batches of one prompt (batch_size does not change the answers)
+    boxes1, failed1, texts1 = ground(vlm, tok, images, [short, long, short], features=feats, batch_size=1)
+    assert texts1 == texts and torch.equal(failed1, failed) and torch.equal(boxes1, boxes)
+
+
+def test_train_regressor_lowers_the_loss_and_trains_only_the_head_on_features(data):
+    from vitcore.grounding import train_regressor
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(ViTConfig(img_size=48, patch_size=12, in_chans=3, num_classes=0, embed_dim=16,
+                                      depth=1, num_heads=2))
+    reg = BoxRegressor(vit)  # no words: the box from the image features alone
+    # "Frozen encoder" tokens whose CLS holds the target box (centre, size; one example per scene), so
+    # that a head can learn to read it: training must then bring the loss far down.
+    assert torch.equal(data.scene_index, torch.arange(len(data)))
+    b = data.boxes.float() / 48
+    box = torch.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], -1)
+    feats = torch.zeros(len(data), 1 + 16, 16)
+    feats[:, 0, :4] = 4 * (box - 0.5)
+
+    def full_loss() -> float:  # on all 40 examples, no sampling noise
+        with torch.no_grad():
+            return box_regression_loss(reg(data.images, None, feats), data.boxes, (48, 48)).item()
+
+    before_loss = full_loss()
+    before = {k: v.clone() for k, v in reg.vision.state_dict().items()}
+    losses = train_regressor(reg, data, None, epochs=16, batch_size=8, lr=1e-2, progress=False, features=feats)
+    assert len(losses) == 16 * 5
+    assert full_loss() < 0.5 * before_loss
+    assert all(torch.equal(v, reg.vision.state_dict()[k]) for k, v in before.items())  # frozen: untouched
+    with pytest.raises(ValueError, match="word ids"):  # a regressor that reads instructions needs them
+        train_regressor(BoxRegressor(vit, vocab_size=5), data, None, epochs=1, batch_size=8, progress=False)

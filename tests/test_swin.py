@@ -5,6 +5,7 @@ from vitcore.swin import (
     PatchMerging,
     SwinBlock,
     SwinConfig,
+    SwinStage,
     SwinTransformer,
     WindowAttention,
     relative_position_index,
@@ -140,3 +141,32 @@ def test_window_attention_explicit_path_equals_fused():
         attn.fused_attn = False
         explicit = attn(x, mask)
     assert_close(explicit, fused, reduction=16)
+
+
+def test_swin_stage_alternates_shifts_and_merges_after_its_blocks():
+    # Swin (Liu et al., 2021, Fig. 3 and the official BasicLayer): a stage is blocks with W-MSA and
+    # SW-MSA alternating (shift = window // 2 in every second block), then patch merging.
+    torch.manual_seed(0)
+    stage = SwinStage(dim=4, grid=(4, 4), depth=3, num_heads=2, window=2, downsample=True,
+                      drop_paths=[0.0, 0.0, 0.0]).eval()
+    assert [blk.shift for blk in stage.blocks] == [0, 1, 0]
+    x = torch.randn(2, 16, 4)
+    out = stage(x)
+    assert out.shape == (2, 4, 8)  # a 2x2 grid of 2 * dim channels
+    y = x
+    for blk in stage.blocks:
+        y = blk(y)
+    # patch merging by hand: the 2x2 group at rows 2i, 2i+1 and columns 2j, 2j+1 of the 4x4 grid,
+    # concatenated as (top left, bottom left, top right, bottom right), then LayerNorm and the reduction
+    grid = y.reshape(2, 4, 4, 4)
+    groups = torch.stack([torch.cat([grid[:, 2 * i, 2 * j], grid[:, 2 * i + 1, 2 * j],
+                                     grid[:, 2 * i, 2 * j + 1], grid[:, 2 * i + 1, 2 * j + 1]], -1)
+                          for i in range(2) for j in range(2)], 1)  # (2, 4, 16)
+    mu = groups.mean(-1, keepdim=True)
+    var = ((groups - mu) ** 2).mean(-1, keepdim=True)
+    normed = (groups - mu) / (var + stage.downsample.norm.eps).sqrt() * stage.downsample.norm.weight \
+        + stage.downsample.norm.bias
+    expected = normed @ stage.downsample.reduction.weight.T
+    assert_close(out, expected, reduction=16)  # the blocks ran the same code; the merge sums 16 channels
+    last = SwinStage(dim=4, grid=(4, 4), depth=2, num_heads=2, window=2, downsample=False, drop_paths=[0.0, 0.0])
+    assert isinstance(last.downsample, torch.nn.Identity) and last(x).shape == (2, 16, 4)
