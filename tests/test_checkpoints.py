@@ -47,6 +47,13 @@ def test_test_accuracy_is_remeasured(name):
         n = trained.metrics["n_test"]
         assert acc == pytest.approx(recorded, abs=5 / n)  # a few borderline boxes may flip
         return
+    elif method == "clip":  # retrieval on the held-out pairs
+        from vitcore import clip_runs
+
+        data = clip_runs.clip_data(trained.recipe, held_out_only=True)
+        for key, acc in clip_runs.retrieval(trained.model, data).items():
+            assert acc == pytest.approx(trained.metrics[key], abs=3 / len(data.test)), key
+        return
     elif method == "vqa":  # answers to the held-out questions, per kind
         for kind, acc in _vqa_accuracy(trained).items():
             n = trained.metrics["n_test_scenes"]
@@ -120,7 +127,9 @@ def test_full_command_runs_quick(name, tmp_path, monkeypatch):
     assert manifest[name]["command"].endswith("--full --quick")
     trained = shipped.load(name, device="cpu", folder=out)
     metrics = trained.metrics
-    if trained.recipe.get("method") in ("grounding", "vqa"):  # 20 steps: learning, not yet answers
+    if trained.recipe.get("method") == "clip":  # 20 steps: below the loss of guessing the pair
+        assert metrics["final_loss"] < math.log(trained.recipe["train"]["batch_size"])
+    elif trained.recipe.get("method") in ("grounding", "vqa"):  # 20 steps: learning, not yet answers
         vocab = trained.model["lm"].lm_head.out_features
         assert metrics["final_loss"] < 0.75 * math.log(vocab)  # below the loss of a uniform guess
     else:
