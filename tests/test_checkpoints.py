@@ -47,6 +47,16 @@ def test_test_accuracy_is_remeasured(name):
         n = trained.metrics["n_test"]
         assert acc == pytest.approx(recorded, abs=5 / n)  # a few borderline boxes may flip
         return
+    elif method == "patch_sweep":  # one box per held-out scene, from the CLS token
+        from vitcore import vlm_runs
+        from vitcore.grounding import localisation_metrics
+
+        _, test = vlm_runs.single_object_data(trained.recipe)
+        with torch.no_grad():
+            got = localisation_metrics(trained.model(test.images), test.boxes)
+        assert got["acc@0.5"] == pytest.approx(trained.metrics["acc@0.5"], abs=3 / len(test))
+        assert got["corner_err_px"] == pytest.approx(trained.metrics["corner_err_px"], abs=0.05)
+        return
     elif method == "clip":  # retrieval on the held-out pairs
         from vitcore import clip_runs
 
@@ -113,7 +123,7 @@ def test_corrupt_file_is_refused(tmp_path):
 # wider, longer variants of a model: fmnist_vit_w128_e60 is fmnist_vit's path; the VQA blocks share one).
 _PATHS: dict[str, str] = {}
 for _name in zoo.FULL_RECIPES:
-    _PATHS.setdefault(re.sub(r"(_w\d+_e\d+|(_n\d+)?_s\d+|_block[\d_]+(_[a-z]+)?)$", "", _name), _name)
+    _PATHS.setdefault(re.sub(r"(_w\d+_e\d+|(_n\d+)?_s\d+|_block[\d_]+(_[a-z]+)?|_patch\d+)$", "", _name), _name)
 QUICK = sorted(_PATHS.values())
 
 
@@ -127,7 +137,9 @@ def test_full_command_runs_quick(name, tmp_path, monkeypatch):
     assert manifest[name]["command"].endswith("--full --quick")
     trained = shipped.load(name, device="cpu", folder=out)
     metrics = trained.metrics
-    if trained.recipe.get("method") == "clip":  # 20 steps: below the loss of guessing the pair
+    if trained.recipe.get("method") == "patch_sweep":  # two steps: a box for every scene, no NaN
+        assert all(math.isfinite(metrics[k]) for k in ("acc@0.5", "mean_iou", "corner_err_px"))
+    elif trained.recipe.get("method") == "clip":  # 20 steps: below the loss of guessing the pair
         assert metrics["final_loss"] < math.log(trained.recipe["train"]["batch_size"])
     elif trained.recipe.get("method") in ("grounding", "vqa"):  # 20 steps: learning, not yet answers
         vocab = trained.model["lm"].lm_head.out_features

@@ -260,6 +260,27 @@ def _full_clip() -> dict:
     )
 
 
+# Chapter 13's patch-size sweep: a 3-block ViT of width 64 trained from scratch on 56 x 56 scenes of
+# one item on black, patches of 28, 14 or 7 pixels, box from the CLS token with L1 + GIoU; 20
+# epochs (the chapter's GPU setting) where the live CPU run had 3.
+SWEEP_PATCHES = (28, 14, 7)
+
+
+def _full_patch_sweep(patch: int) -> Callable[[], dict]:
+    def make() -> dict:
+        return dict(
+            method="patch_sweep",
+            model=dict(arch="box_regressor", img_size=56, patch_size=patch, embed_dim=64, depth=3, num_heads=4,
+                       mlp_ratio=2.0),
+            data=dict(canvas_size=56, object_size=[14, 22], colours=["red", "green", "blue", "yellow"],
+                      train_items=10000, test_items=3000, n_train=3000, n_test=300, train_seed=2, test_seed=3),
+            train=dict(epochs=20, batch_size=64, lr=1e-3),
+            seed=0,
+        )
+
+    return make
+
+
 FULL_RECIPES: dict[str, Callable[[], dict]] = {
     "fmnist_cnn": _full_fmnist_cnn, "fmnist_vit": _full_fmnist_vit,
     "fmnist_vit_w128_e60": _full_fmnist_vit_w128,
@@ -272,6 +293,7 @@ FULL_RECIPES: dict[str, Callable[[], dict]] = {
     "vqa_block11_shuffled": _full_vqa(11, token_order_seed=0),
     "vqa_block7_11": _full_vqa([7, 11]),
     "clip_scenes": _full_clip,
+    **{f"grounding_patch{p}": _full_patch_sweep(p) for p in SWEEP_PATCHES},
 }
 
 
@@ -305,6 +327,10 @@ def build_model(rec: dict) -> nn.Module:
         from .mae import MaskedAutoencoder
 
         return MaskedAutoencoder(ViTConfig(**spec["encoder"]), **spec["decoder"])
+    if arch == "box_regressor":
+        from .vlm_runs import build_box_regressor
+
+        return build_box_regressor(spec)
     if arch == "clip":
         from .clip_runs import build_clip
 
@@ -313,7 +339,7 @@ def build_model(rec: dict) -> nn.Module:
         from .vlm_runs import build_head
 
         return build_head(spec)
-    raise ValueError(f"unknown architecture {arch!r} in recipe (use 'vit', 'deit', 'resnet', 'mae', 'clip' or 'vlm_head')")
+    raise ValueError(f"unknown architecture {arch!r} in recipe (use 'vit', 'deit', 'resnet', 'mae', 'clip', 'vlm_head' or 'box_regressor')")
 
 
 def cache_dir() -> Path:
@@ -482,7 +508,7 @@ def train_full(name: str, quick: bool = False, out: str | Path | None = None, de
     from . import shipped
 
     rec = recipe(name, full=True)
-    vlm_run = rec.get("method") in ("grounding", "vqa", "clip")  # these evaluate themselves
+    vlm_run = rec.get("method") in ("grounding", "vqa", "clip", "patch_sweep")  # these evaluate themselves
     if not vlm_run:
         rec["data"].setdefault("eval_every_epoch", True)
     if quick and not vlm_run:
@@ -502,6 +528,11 @@ def train_full(name: str, quick: bool = False, out: str | Path | None = None, de
         from .vlm_runs import train_grounding
 
         model, metrics, epochs = train_grounding(rec, dev, state, progress, quick)
+        metrics["eval_device"] = "cpu float32"
+    elif rec.get("method") == "patch_sweep":  # chapter 13: one patch size of the sweep
+        from .vlm_runs import train_patch_sweep
+
+        model, metrics, epochs = train_patch_sweep(rec, dev, state, progress, quick)
         metrics["eval_device"] = "cpu float32"
     elif rec.get("method") == "clip":  # chapter 9: CLIP from scratch on scenes and captions
         from .clip_runs import train_clip
