@@ -49,7 +49,7 @@ VISIBLE_TEXT_JS = """() => {
 
 # Prose units of the article (paragraphs, list items, headings, captions, table rows) that hold no
 # Chinese character and at least three English words: an untranslated message on a Chinese page.
-ENGLISH_UNITS_JS = """() => {
+ENGLISH_UNITS_JS = r"""() => {
   const main = document.querySelector('article') || document.body;
   const skip = 'pre, code, mjx-container, script, style, .highlight, .cell_input, .cell_output, .output, '
              + '.toctree-wrapper, .prev-next-area, .bilingual-untranslated, dl.py, .citation-list, .citation, '
