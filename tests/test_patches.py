@@ -53,3 +53,21 @@ def test_bad_size_raises_clear_error():
         patchify(torch.randn(3, 32, 32), 16)
     with pytest.raises(ValueError, match="square grid"):
         unpatchify(torch.randn(1, 6, 48), 4)
+
+
+def test_image_to_tensor_scales_resizes_and_refuses_other_layouts():
+    import numpy as np
+
+    from vitcore.patches import image_to_tensor
+
+    img = np.zeros((4, 6, 3), dtype=np.uint8)
+    img[1, 2] = (255, 0, 51)
+    x = image_to_tensor(img, size=None)
+    assert x.shape == (1, 3, 4, 6) and x.dtype == torch.float32
+    # one correctly rounded float32 division per pixel: exactly k / 255 in float32
+    assert torch.equal(x[0, :, 1, 2], torch.tensor([255.0, 0.0, 51.0]) / 255)
+    assert image_to_tensor(img, size=8).shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="uint8"):
+        image_to_tensor(img.astype(np.float32))
+    with pytest.raises(ValueError, match=r"\(H, W, C\)"):
+        image_to_tensor(img[..., 0])

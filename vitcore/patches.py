@@ -10,7 +10,20 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-__all__ = ["grid_size", "num_patches", "check_image", "patchify", "unpatchify"]
+__all__ = ["image_to_tensor", "grid_size", "num_patches", "check_image", "patchify", "unpatchify"]
+
+
+def image_to_tensor(image, size: int | None = 224) -> torch.Tensor:
+    """A photograph ``(H, W, C)`` uint8 (numpy) -> ``(1, C, size, size)`` float in [0, 1], resized
+    with antialiased bilinear interpolation (``size=None`` keeps ``H x W``)."""
+    import torch.nn.functional as F
+
+    if image.ndim != 3 or image.dtype.name != "uint8":
+        raise ValueError(f"expected an (H, W, C) uint8 image, got shape {tuple(image.shape)} and dtype {image.dtype}")
+    x = torch.from_numpy(image).float().div(255).permute(2, 0, 1).unsqueeze(0)  # (1, C, H, W)
+    if size is None:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
 def _pair(x: int | tuple[int, int]) -> tuple[int, int]:
