@@ -146,10 +146,10 @@ def zero_shot(clip: CLIP, scenes: Scenes, colours: tuple[str, ...]) -> dict[str,
 
 def train_clip(rec: dict, device: torch.device, state_path: Path | None, progress: bool = True,
                quick: bool = False) -> tuple[CLIP, dict, dict]:
-    """Train chapter 9's CLIP recipe: ``(model, metrics, history)``. AdamW with warmup + cosine
-    (the loop of :mod:`vitcore.grounding`), batches of pairs, the symmetric contrastive loss."""
+    """Train chapter 9's CLIP recipe: ``(model, metrics, history)``: batches of pairs, the symmetric
+    contrastive loss, :func:`~vitcore.grounding.optimise_indexed`'s schedule."""
     from .device import seed_everything
-    from .grounding import _optimise
+    from .grounding import optimise_indexed
 
     m, t = rec["model"], rec["train"]
     data = clip_data(rec, quick)
@@ -165,9 +165,8 @@ def train_clip(rec: dict, device: torch.device, state_path: Path | None, progres
         return clip(prep(images[b]).to(device), ids[b].to(device))
 
     t0 = time.perf_counter()
-    clip.train()
-    losses = _optimise(list(clip.parameters()), loss_of, len(images), t["batch_size"], steps, t["lr"],
-                       t["weight_decay"], rec.get("seed", 0), progress, "CLIP")
+    losses = optimise_indexed(clip, loss_of, len(images), t["batch_size"], steps, t["lr"], t["weight_decay"],
+                              rec.get("seed", 0), progress, "CLIP", t.get("decay_all", False))
     seconds = time.perf_counter() - t0
     clip = clip.cpu().eval()  # the manifest's metrics: float32 on the CPU
     metrics: dict = {"train_seconds": seconds, "steps": steps, "n_train": len(images), "device": device.type,

@@ -279,7 +279,7 @@ def pretrain(
     """
     from tqdm.auto import tqdm
 
-    from .train import param_groups, warmup_cosine
+    from .train import ScheduledAdamW
 
     if len(images) < batch_size:
         raise ValueError(f"need at least one batch of {batch_size} images, got {len(images)}")
@@ -288,13 +288,14 @@ def pretrain(
     crit = DINOLoss(student.head.last_layer.out_features, student_temp, teacher_temp, center_momentum).to(device)
     crops = MultiCrop(size, local_size or size // 2, n_local, batched=True,
                       generator=torch.Generator().manual_seed(seed))
-    opt = torch.optim.AdamW(param_groups(student, weight_decay), lr=lr)
+    opt = ScheduledAdamW(student, steps, lr, weight_decay, warmup_steps=int(warmup * steps), min_lr=min_lr,
+                         clip_grad=clip_grad)
     order_gen = torch.Generator().manual_seed(seed + 1)
     per_epoch = len(images) // batch_size
     log: list[dict] = []
     start = 0
     if state_path is not None and Path(state_path).is_file():
-        st = torch.load(state_path, map_location=device, weights_only=False)  # our own file, written below
+        st = torch.load(state_path, map_location=device, weights_only=True)
         student.load_state_dict(st["student"])
         teacher.load_state_dict(st["teacher"])
         opt.load_state_dict(st["opt"])
@@ -316,8 +317,6 @@ def pretrain(
         views = crops(xb)
         if jitter > 0:
             views = [_jitter(v, jitter, crops.generator) for v in views]
-        for group in opt.param_groups:
-            group["lr"] = warmup_cosine(step, steps, int(warmup * steps), lr, min_lr)
         student.train()
         with torch.no_grad():
             t_feats = teacher.backbone(torch.cat(views[:2]))  # (2B, D)
@@ -326,10 +325,7 @@ def pretrain(
         loss = crit(student(views), t_out)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"DINO loss is {loss.item()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(student.parameters(), clip_grad)
-        opt.step()
+        opt.step(loss)
         ema_update(teacher, student, cosine_schedule(m0, 1.0, step, steps))
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
         mean_p = probs.mean(0)

@@ -24,13 +24,14 @@ from torch import nn
 
 from .boxes import BoxParseError, box_iou, dequantize_box, format_box, generalized_box_iou, parse_box, quantize_box
 from .scenes import ObjectSpec, SceneComposer, Scenes, referring_expression
-from .train import warmup_cosine
+from .train import IndexBatches, optimise
 from .vit import VisionTransformer
 from .vlm import GroundingTokenizer, VisionLanguageModel
 
 __all__ = [
     "ReferringData", "make_referring_dataset", "encode_grounding", "ground", "localisation_metrics",
-    "BoxRegressor", "box_regression_loss", "word_ids", "train_vlm", "train_regressor", "coordinate_smoothed_loss",
+    "BoxRegressor", "box_regression_loss", "word_ids", "optimise_indexed", "train_vlm", "train_regressor",
+    "coordinate_smoothed_loss",
 ]
 
 
@@ -288,51 +289,24 @@ def coordinate_smoothed_loss(logits: torch.Tensor, target: torch.Tensor, tok: Gr
 
 
 # ----------------------------------------------------------------------------- training loops
-def _batches(n: int, batch_size: int, gen: torch.Generator):
-    perm = torch.randperm(n, generator=gen)
-    for j in range(0, n - batch_size + 1, batch_size):
-        yield perm[j : j + batch_size]
-
-
-def _optimise(params: list[torch.Tensor], loss_of: Callable[[torch.Tensor], torch.Tensor], n: int, batch_size: int,
-              steps: int, lr: float, weight_decay: float, seed: int, progress: bool, desc: str) -> list[float]:
-    """AdamW with warmup + cosine and gradient clipping for ``steps`` steps over shuffled batches
-    of ``n`` examples (a new shuffle each pass); ``loss_of(batch_indices)`` gives the loss.
-    Only whole batches are used (the partial batch of a pass is left out), so ``n`` must hold at
-    least one batch. Returns the loss of every step."""
-    from tqdm.auto import tqdm
-
-    if steps > 0 and n < batch_size:  # no whole batch: the loop below would never take a step
-        raise ValueError(f"{n} examples do not fill one batch of {batch_size}; use batch_size <= {n}")
-
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    bar = tqdm(total=steps, desc=desc, disable=not progress)
-    while len(losses) < steps:
-        for b in _batches(n, batch_size, gen):
-            if len(losses) == steps:
-                break
-            for g in opt.param_groups:
-                g["lr"] = warmup_cosine(len(losses), steps, max(1, steps // 10), lr, lr / 20)
-            loss = loss_of(b)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            losses.append(loss.item())
-            bar.update()
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-    bar.close()
-    return losses
+def optimise_indexed(model: nn.Module, loss_of: Callable[[torch.Tensor], torch.Tensor], n: int, batch_size: int,
+                 steps: int, lr: float, weight_decay: float, seed: int, progress: bool, desc: str,
+                 decay_all: bool = False) -> list[float]:
+    """The schedule of the chapter 9, 12 and 13 runs: :func:`~vitcore.train.optimise` over shuffled
+    whole batches of ``n`` examples (:class:`~vitcore.train.IndexBatches`), warmup for a tenth of the
+    steps, cosine down to ``lr / 20``, gradients clipped at norm 1. ``loss_of(batch_indices)``
+    gives the loss. Returns the loss of every step."""
+    return optimise(model, loss_of, IndexBatches(n, batch_size, seed), steps, lr, weight_decay=weight_decay,
+                    warmup_steps=max(1, steps // 10), min_lr=lr / 20, clip_grad=1.0, decay_all=decay_all,
+                    progress=progress, desc=desc)
 
 
 def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: ReferringData, epochs: int = 4,
               batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 0.05, seed: int = 0,
               progress: bool = True, desc: str = "SFT", features: torch.Tensor | None = None,
-              coord_sigma: float = 0.0, steps: int | None = None) -> list[float]:
+              coord_sigma: float = 0.0, steps: int | None = None, decay_all: bool = False) -> list[float]:
     """Supervised fine-tuning on ``(image, instruction, box)``: answer-only cross-entropy
-    (:func:`coordinate_smoothed_loss` with ``coord_sigma``), AdamW with warmup + cosine, for
+    (:func:`coordinate_smoothed_loss` with ``coord_sigma``), trained by :func:`optimise_indexed` for
     ``epochs`` passes or exactly ``steps`` steps. Returns the loss of every step. ``features``: precomputed
     vision tokens ``(S, T, D_v)`` of a frozen encoder, one row per scene of ``data.scenes``,
     used instead of the images."""
@@ -350,9 +324,8 @@ def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: Referri
         target = x[:, 1:].masked_fill(~m[:, 1:].bool(), -100)  # predict the answer tokens only
         return coordinate_smoothed_loss(logits, target, tok, coord_sigma)
 
-    model.train()
-    return _optimise([p for p in model.parameters() if p.requires_grad], loss_of, len(data), batch_size,
-                     steps if steps is not None else epochs * per_epoch, lr, weight_decay, seed, progress, desc)
+    return optimise_indexed(model, loss_of, len(data), batch_size, steps if steps is not None else epochs * per_epoch,
+                        lr, weight_decay, seed, progress, desc, decay_all)
 
 
 def word_ids(tok: GroundingTokenizer, instructions: Sequence[str]) -> torch.Tensor:
@@ -367,7 +340,7 @@ def word_ids(tok: GroundingTokenizer, instructions: Sequence[str]) -> torch.Tens
 def train_regressor(model: BoxRegressor, data: ReferringData, words: torch.Tensor | None = None,
                     epochs: int = 4, batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 0.05,
                     seed: int = 0, progress: bool = True, desc: str = "L1+GIoU",
-                    features: torch.Tensor | None = None) -> list[float]:
+                    features: torch.Tensor | None = None, decay_all: bool = False) -> list[float]:
     """Train the regression baseline with :func:`box_regression_loss`; returns per-step losses.
     Each epoch takes ``len(data) // batch_size`` whole batches (the partial batch is left out, as
     in :func:`train_vlm`); data smaller than one batch is a ``ValueError``.
@@ -383,6 +356,5 @@ def train_regressor(model: BoxRegressor, data: ReferringData, words: torch.Tenso
         vt = features[data.scene_index[b]].to(dev) if features is not None else None
         return box_regression_loss(model(data.batch_images(b).to(dev), w, vt), data.boxes[b].to(dev), data.image_size)
 
-    model.train()
-    return _optimise([p for p in model.parameters() if p.requires_grad], loss_of, len(data), batch_size,
-                     epochs * per_epoch, lr, weight_decay, seed, progress, desc)
+    return optimise_indexed(model, loss_of, len(data), batch_size, epochs * per_epoch, lr, weight_decay, seed,
+                        progress, desc, decay_all)

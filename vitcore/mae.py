@@ -148,18 +148,19 @@ def pretrain(
     from tqdm.auto import tqdm
 
     from .data import random_flip
-    from .train import param_groups, warmup_cosine
+    from .train import ScheduledAdamW
 
     if len(images) < batch_size:
         raise ValueError(f"need at least one batch of {batch_size} images, got {len(images)}")
     device = next(model.parameters()).device
-    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.95))
+    opt = ScheduledAdamW(model, steps, lr, weight_decay, warmup_steps=int(warmup * steps), min_lr=min_lr,
+                         betas=(0.9, 0.95), clip_grad=None)
     gen = torch.Generator().manual_seed(seed)  # batch order, flips and masks
     per_epoch = len(images) // batch_size
     log: list[dict] = []
     start = 0
     if state_path is not None and Path(state_path).is_file():
-        st = torch.load(state_path, map_location=device, weights_only=False)  # our own file, written below
+        st = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         gen.set_state(st["rng"])
@@ -172,15 +173,11 @@ def pretrain(
         if i == 0:
             order = torch.randperm(len(images), generator=gen)
         xb = random_flip(images[order[i * batch_size:(i + 1) * batch_size]], generator=gen).to(device)
-        for group in opt.param_groups:
-            group["lr"] = warmup_cosine(step, steps, int(warmup * steps), lr, min_lr)
         model.train()
         loss, _, _ = model(xb, mask_ratio, gen)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"MAE loss is {loss.item()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        opt.step(loss)
         log.append({"loss": loss.item()})
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if i == per_epoch - 1 or step == steps - 1:

@@ -1,7 +1,14 @@
-"""A small, readable training loop: AdamW, warmup + cosine, label smoothing, clipping, bf16 on GPU.
+"""The book's one way to train (chapter 5): AdamW, warmup + cosine, clipping, bf16 on GPU.
 
 >>> history = fit(model, train_loader, epochs=2, lr=2e-3, eval_loader=test_loader)
 >>> evaluate(model, test_loader)["acc"]
+>>> losses = optimise(head, lambda batch: loss_of(batch), batches, steps=500, lr=3e-3)
+
+:class:`ScheduledAdamW` is the single optimisation step every trainer in the book takes (zero the
+gradients, backward, clip, AdamW at this step's warmup-cosine learning rate, with no weight decay
+on biases, norms, tokens and positions); :func:`optimise` drives it over any batches with any
+loss, and :func:`fit` drives it over a classification loader by epochs (with evaluation,
+resumable state and DDP). The MAE and DINO trainers (chapters 10, 11) take the same step.
 
 Everything a notebook plots (loss, accuracy and learning rate per step, per-epoch summaries)
 lands in a :class:`History`.
@@ -17,9 +24,10 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +35,8 @@ from torch import nn
 
 from .device import autocast, get_device
 
-__all__ = ["warmup_cosine", "param_groups", "History", "fit", "evaluate", "predict", "LossFn",
+__all__ = ["warmup_cosine", "param_groups", "ScheduledAdamW", "IndexBatches", "optimise", "History", "fit", "evaluate",
+           "predict", "LossFn",
            "setup_distributed", "cleanup_distributed", "distributed_rank_and_size", "is_main_process"]
 
 # loss_fn(model, images, labels) -> (loss, logits used for the accuracy)
@@ -60,6 +69,159 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         else:
             decay.append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class ScheduledAdamW:
+    """AdamW whose learning rate follows :func:`warmup_cosine` step by step: the one optimiser of the book.
+
+    >>> opt = ScheduledAdamW(model, total_steps=1000, lr=1e-3)
+    >>> for x, y in batches:
+    ...     opt.step(F.cross_entropy(model(x), y))   # zero_grad, backward, clip, AdamW step
+
+    ``model``'s trainable parameters are split by :func:`param_groups`: weight decay on matrices
+    and kernels, none on biases, norms, tokens and positions (``decay_all=True`` decays every
+    parameter alike, as plain ``AdamW(model.parameters(), weight_decay=...)`` does; the chapter 9,
+    12 and 13 long runs shipped in ``vitcore/checkpoints`` were trained that way, and their recipes
+    say so). Warmup takes ``warmup_steps`` steps, or ``round(warmup * total_steps)`` if not given.
+    ``clip_grad`` caps the global gradient norm (``None``: no clipping). ``scaler`` (a
+    ``torch.amp.GradScaler``) is for float16 training: the loss is scaled, the gradients unscaled
+    before clipping, and a step with an inf/NaN gradient is skipped (chapter 14).
+    """
+
+    def __init__(self, model: nn.Module, total_steps: int, lr: float, weight_decay: float = 0.05,
+                 warmup: float = 0.1, warmup_steps: int | None = None, min_lr: float = 0.0,
+                 betas: tuple[float, float] = (0.9, 0.999), clip_grad: float | None = 1.0,
+                 decay_all: bool = False, scaler: torch.amp.GradScaler | None = None) -> None:
+        if warmup_steps is None:
+            if not 0.0 <= warmup <= 1.0:
+                raise ValueError(f"warmup is a fraction of the steps in [0, 1], got {warmup}")
+            warmup_steps = round(warmup * total_steps)
+        warmup_cosine(0, total_steps, warmup_steps, lr, min_lr)  # raises on a bad schedule
+        if decay_all:
+            groups = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+        else:
+            groups = param_groups(model, weight_decay)
+        self.params = [p for p in model.parameters() if p.requires_grad]  # the model's order: clipping sums
+        # the squared norms in this order, as clip_grad_norm_(model.parameters()) does
+        if not self.params:
+            raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
+        self.adamw = torch.optim.AdamW(groups, lr=lr, betas=betas)
+        self.total_steps, self.warmup_steps = total_steps, warmup_steps
+        self.base_lr, self.min_lr, self.clip_grad, self.scaler = lr, min_lr, clip_grad, scaler
+        self.steps_done = 0
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the next step."""
+        return warmup_cosine(min(self.steps_done, self.total_steps), self.total_steps, self.warmup_steps,
+                             self.base_lr, self.min_lr)
+
+    def step(self, loss: torch.Tensor, weight: float = 1.0) -> float:
+        """One optimisation step on ``loss * weight``; returns the learning rate it used."""
+        if self.steps_done >= self.total_steps:
+            raise RuntimeError(f"all {self.total_steps} steps of the schedule are taken")
+        lr = self.lr
+        for group in self.adamw.param_groups:
+            group["lr"] = lr
+        self.adamw.zero_grad(set_to_none=True)
+        loss = loss if weight == 1.0 else loss * weight
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.adamw)  # true gradients, for clipping (and for the reader)
+        else:
+            loss.backward()
+        if self.clip_grad is not None:
+            nn.utils.clip_grad_norm_(self.params, self.clip_grad)
+        if self.scaler is not None:
+            self.scaler.step(self.adamw)  # skipped when a gradient is inf/NaN
+            self.scaler.update()
+        else:
+            self.adamw.step()
+        self.steps_done += 1
+        return lr
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"adamw": self.adamw.state_dict(), "steps_done": self.steps_done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.adamw.load_state_dict(state["adamw"])
+        self.steps_done = int(state["steps_done"])
+
+
+class IndexBatches:
+    """Shuffled batches of indices into ``n`` examples: a new permutation each pass, drawn from
+    one seeded generator (so pass after pass is reproducible). ``drop_last`` leaves out the
+    partial batch of a pass; then ``n`` must hold at least one batch.
+
+    >>> for idx in IndexBatches(len(images), 64, seed=0): loss = loss_of(images[idx], labels[idx])
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, drop_last: bool = True) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if drop_last and n < batch_size:
+            raise ValueError(f"{n} examples do not fill one batch of {batch_size}; use batch_size <= {n}")
+        self.n, self.batch_size, self.drop_last = n, batch_size, drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        perm = torch.randperm(self.n, generator=self.generator)
+        for j in range(len(self)):
+            yield perm[j * self.batch_size : (j + 1) * self.batch_size]
+
+
+Batch = TypeVar("Batch")
+
+
+def _repeat(batches: Iterable[Batch]) -> Iterator[Batch]:
+    """``batches`` pass after pass (an iterable is iterated anew each pass; an iterator is used up once)."""
+    while True:
+        empty = True
+        for b in batches:
+            empty = False
+            yield b
+        if empty:
+            raise ValueError("the batches are empty (too few examples for one batch?)")
+
+
+def optimise(model: nn.Module, loss_of: Callable[[Batch], torch.Tensor], batches: Iterable[Batch], steps: int,
+             lr: float, *, weight_decay: float = 0.05, warmup: float = 0.1, warmup_steps: int | None = None,
+             min_lr: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), clip_grad: float | None = 1.0,
+             decay_all: bool = False, on_step: Callable[[int, float], None] | None = None,
+             progress: bool = True, desc: str = "train", leave: bool = True) -> list[float]:
+    """Train ``model`` for ``steps`` steps of :class:`ScheduledAdamW`; return the loss of every step.
+
+    ``loss_of(batch)`` gives the loss of one batch (any object: indices, a tuple of tensors); it
+    runs under :func:`~vitcore.device.autocast` (bf16 on CUDA). ``batches`` is iterated pass after
+    pass until ``steps`` steps are taken (a ``DataLoader`` reshuffles each pass).
+    ``on_step(step, loss)`` is called after each step (0-based), e.g. to record a statistic.
+    ``progress``: a tqdm bar named ``desc`` (``leave=False``: it disappears when done). The other
+    arguments are :class:`ScheduledAdamW`'s.
+    """
+    from tqdm.auto import tqdm
+
+    opt = ScheduledAdamW(model, steps, lr, weight_decay, warmup, warmup_steps, min_lr, betas, clip_grad, decay_all)
+    device = opt.params[0].device
+    was_training = model.training
+    model.train()
+    losses: list[float] = []
+    with tqdm(total=steps, desc=desc, disable=not progress, leave=leave) as bar:
+        for step, batch in zip(range(steps), _repeat(batches)):
+            with autocast(device):
+                loss = loss_of(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{desc}: the loss is {loss.item()} at step {step}")
+            opt.step(loss)
+            losses.append(loss.item())
+            if on_step is not None:
+                on_step(step, losses[-1])
+            bar.update()
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+    model.train(was_training)
+    return losses
 
 
 @dataclass
@@ -241,8 +403,7 @@ def fit(
     if steps_per_epoch == 0:
         raise ValueError("the training loader yields no batches (too few images for one batch?)")
     total = epochs * steps_per_epoch
-    warmup_steps = round(warmup * total)
-    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.999))
+    opt = ScheduledAdamW(model, total, lr, weight_decay, warmup, min_lr=min_lr, clip_grad=clip_grad)
     loss_fn = loss_fn or (lambda m, x, y: _classify(m, x, y, label_smoothing))
     hist = History()
     start_epoch = 0
@@ -263,7 +424,6 @@ def fit(
 
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=desc, disable=not progress or rank != 0,
                leave=True)
-    step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, epochs):
         model.train()
         if sampler is not None:
@@ -275,15 +435,9 @@ def fit(
             if shard:
                 x, y, weight = _shard(x, y, rank, world)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            for group in opt.param_groups:  # set this step's learning rate
-                group["lr"] = warmup_cosine(step, total, warmup_steps, lr, min_lr)
             with autocast(device):
                 loss, logits = loss_fn(runner, x, y)  # type: ignore[arg-type]
-            opt.zero_grad(set_to_none=True)
-            (loss if weight == 1.0 else loss * weight).backward()  # DDP: gradients averaged over ranks here
-            if clip_grad is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-            opt.step()
+            step_lr = opt.step(loss, weight)  # DDP: gradients averaged over the ranks in backward
             # Bookkeeping (one sync per step: fine for a teaching loop).
             if world > 1:  # the global batch's loss, correct count and size
                 batch_loss, batch_correct, n = _global_stats(loss, logits, y)
@@ -293,11 +447,10 @@ def fit(
                 n = len(y)
             hist.step_loss.append(batch_loss)
             hist.step_acc.append(batch_correct / n)
-            hist.step_lr.append(opt.param_groups[0]["lr"])
+            hist.step_lr.append(step_lr)
             loss_sum += batch_loss * n
             correct += batch_correct
             seen += n
-            step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{batch_loss:.3f}", lr=f"{hist.step_lr[-1]:.2e}", refresh=False)
         hist.seconds += time.perf_counter() - t0
@@ -336,7 +489,7 @@ def _check_same_start(start_epoch: int, device: torch.device) -> None:
                            "state_path must be a file that every rank can read")
 
 
-def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, loader: object,
+def _save_state(path: Path, model: nn.Module, opt: ScheduledAdamW, loader: object,
                 hist: History, epochs_done: int, total_steps: int) -> None:
     """Write a resumable training state to ``path`` (temporary file, then rename)."""
     gen = getattr(loader, "generator", None)
@@ -349,7 +502,7 @@ def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, loader
     tmp.replace(path)
 
 
-def _load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, loader: object,
+def _load_state(path: Path, model: nn.Module, opt: ScheduledAdamW, loader: object,
                 total_steps: int) -> tuple[int, History]:
     """Restore what :func:`_save_state` wrote; return the number of finished epochs and the history."""
     try:

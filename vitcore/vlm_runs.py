@@ -151,7 +151,8 @@ def train_grounding(rec: dict, device: torch.device, state_path: Path | None, pr
     t0 = time.perf_counter()
     losses = train_vlm(vlm, tok, train, steps=20 if quick else t["steps"], batch_size=t["batch_size"],
                        lr=t["lr"], weight_decay=t["weight_decay"], seed=rec.get("seed", 0), progress=progress,
-                       desc="grounding SFT", features=f_train, coord_sigma=t["coord_sigma"])
+                       desc="grounding SFT", features=f_train, coord_sigma=t["coord_sigma"],
+                       decay_all=t.get("decay_all", False))
     seconds = time.perf_counter() - t0
     vlm.eval()
     head = head.cpu()
@@ -266,11 +267,11 @@ def correct_answers(vlm: VisionLanguageModel, tok: GroundingTokenizer, features:
 
 
 def train_vqa(vlm: VisionLanguageModel, tok: GroundingTokenizer, qa: list, features: torch.Tensor, steps: int,
-             batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.05, seed: int = 0,
-             progress: bool = True, desc: str = "VQA") -> list[float]:
+              batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.05, seed: int = 0,
+              progress: bool = True, desc: str = "VQA", decay_all: bool = False) -> list[float]:
     """Train a VLM's connector and LM on question answering over cached ViT tokens (answer-only
-    cross-entropy; :func:`vitcore.grounding` 's AdamW loop with warmup + cosine). Returns the losses."""
-    from .grounding import _optimise
+    cross-entropy, :func:`~vitcore.grounding.optimise_indexed`'s schedule). Returns the losses."""
+    from .grounding import optimise_indexed
 
     dev = next(p for p in vlm.parameters() if p.requires_grad).device
     ids, mask = encode_qa(tok, qa)
@@ -280,9 +281,8 @@ def train_vqa(vlm: VisionLanguageModel, tok: GroundingTokenizer, qa: list, featu
         n = int(mask[b].nonzero()[:, 1].max()) + 1  # trim padding columns
         return vlm.loss(None, ids[b, :n].to(dev), mask[b, :n].to(dev), vision_tokens=features[scene[b]].to(dev))
 
-    vlm.train()
-    return _optimise([p for p in vlm.parameters() if p.requires_grad], loss_of, len(qa), batch_size, steps, lr,
-                     weight_decay, seed, progress, desc)
+    return optimise_indexed(vlm, loss_of, len(qa), batch_size, steps, lr, weight_decay, seed, progress, desc,
+                            decay_all)
 
 
 def shuffle_tokens(tokens: torch.Tensor, seed: int) -> torch.Tensor:
@@ -312,7 +312,7 @@ def train_scene_qa(rec: dict, device: torch.device, state_path: Path | None, pro
     t0 = time.perf_counter()
     losses = train_vqa(vlm, tok, tr_qa, f_train, steps=20 if quick else t["steps"], batch_size=t["batch_size"],
                       lr=t["lr"], weight_decay=t["weight_decay"], seed=rec.get("seed", 0), progress=progress,
-                      desc=f"VQA, block {m['layers']}")
+                      desc=f"VQA, block {m['layers']}", decay_all=t.get("decay_all", False))
     seconds = time.perf_counter() - t0
     head = head.cpu()
     vlm_cpu = assemble(vit.cpu(), head, m["layers"], prefix)  # the manifest's metrics: float32 on the CPU
@@ -372,7 +372,7 @@ def train_patch_sweep(rec: dict, device: torch.device, state_path: Path | None, 
     t0 = time.perf_counter()
     losses = train_regressor(model, train, epochs=1 if quick else t["epochs"], batch_size=t["batch_size"],
                              lr=t["lr"], seed=rec.get("seed", 0), progress=progress,
-                             desc=f"patch {rec['model']['patch_size']}")
+                             desc=f"patch {rec['model']['patch_size']}", decay_all=t.get("decay_all", False))
     seconds = time.perf_counter() - t0
     model = model.cpu().eval()  # the manifest's metrics: float32 on the CPU
     with torch.no_grad():
