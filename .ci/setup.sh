@@ -35,8 +35,10 @@ PY=.venv/bin/python
 
 # pip's output without this machine's notes about local package folders; pip's own exit status
 # decides (pipefail), so a failed install stops the setup.
+# --no-compile: no byte-code for the thousands of modules nothing imports (torch alone ships
+# about 5,000); Python compiles what is imported, once, on first use.
 pip_install() {
-  "$PY" -m pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }
+  "$PY" -m pip install -q --no-compile "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }
 }
 
 stamp=.venv/.vitcore-setup-stamp
