@@ -51,7 +51,9 @@ def find_uv() -> list[str] | None:
 
 def index_reachable(timeout: float = 15.0) -> str | None:
     """None if the package index answers, else why not."""
-    url = (os.environ.get("UV_INDEX_URL") or os.environ.get("UV_DEFAULT_INDEX") or "https://pypi.org/simple").rstrip("/")
+    url = (os.environ.get("UV_INDEX_URL") or os.environ.get("UV_DEFAULT_INDEX") or "https://pypi.org/simple").rstrip(
+        "/"
+    )
     try:
         with urllib.request.urlopen(f"{url}/uv/", timeout=timeout) as resp:
             resp.read(1)
@@ -66,8 +68,11 @@ def pins(text: str) -> list[str]:
 
 
 # uv's words for a network that failed part-way (after the index answered the first probe).
-NETWORK = re.compile(r"Failed to fetch|error sending request|connection (reset|refused|closed)|timed out|"
-                     r"dns error|failed to lookup address|network is unreachable", re.I)
+NETWORK = re.compile(
+    r"Failed to fetch|error sending request|connection (reset|refused|closed)|timed out|"
+    r"dns error|failed to lookup address|network is unreachable",
+    re.I,
+)
 
 
 class NetworkFailed(Exception):
@@ -110,9 +115,11 @@ def check() -> int:
             failures.append(f"requirements.in does not compile:\n{res.stderr[-3000:]}")
         elif pins(out.read_text()) != pins((ROOT / "requirements.txt").read_text()):
             old, new = set(pins((ROOT / "requirements.txt").read_text())), set(pins(out.read_text()))
-            failures.append("requirements.txt is not what requirements.in compiles to; regenerate it with\n"
-                            f"  uv {' '.join(COMPILE)} -o requirements.txt\n"
-                            f"  only in requirements.txt: {sorted(old - new)}\n  only in the new compile: {sorted(new - old)}")
+            failures.append(
+                "requirements.txt is not what requirements.in compiles to; regenerate it with\n"
+                f"  uv {' '.join(COMPILE)} -o requirements.txt\n"
+                f"  only in requirements.txt: {sorted(old - new)}\n  only in the new compile: {sorted(new - old)}"
+            )
         else:
             print(f"[lock] requirements.txt is what requirements.in compiles to ({len(pins(out.read_text()))} pins)")
         # 2. Each platform, into an empty environment (installed packages would hide missing wheels).
@@ -126,21 +133,39 @@ def check() -> int:
             for platform, words in PLATFORMS.items():
                 plan = []
                 for req, extra in (("requirements.txt", []), ("requirements-nodeps.txt", ["--no-deps"])):
-                    res = run([*uv, "pip", "install", "--dry-run", *extra, "--python", str(python),
-                               "--python-version", version, "--python-platform", platform, "-r", req],
-                              MACOSX_DEPLOYMENT_TARGET=MIN_MACOS)
+                    res = run(
+                        [
+                            *uv,
+                            "pip",
+                            "install",
+                            "--dry-run",
+                            *extra,
+                            "--python",
+                            str(python),
+                            "--python-version",
+                            version,
+                            "--python-platform",
+                            platform,
+                            "-r",
+                            req,
+                        ],
+                        MACOSX_DEPLOYMENT_TARGET=MIN_MACOS,
+                    )
                     if res.returncode != 0:
                         failures.append(f"{words}, Python {version}, {req}:\n{res.stderr[-2000:]}")
                         break
-                    plan += [line for line in res.stderr.splitlines() + res.stdout.splitlines()
-                             if line.startswith(" + ")]
+                    plan += [
+                        line for line in res.stderr.splitlines() + res.stdout.splitlines() if line.startswith(" + ")
+                    ]
                 else:
                     torch = next((p.split("==")[1] for p in plan if p.startswith(" + torch==")), "?")
                     print(f"[lock] {words:26s} Python {version}: installs ({len(plan)} packages, torch {torch})")
     for f in failures:
         print(f"[lock] FAILED: {f}")
-    print(f"[lock] {'all platforms resolve' if not failures else f'{len(failures)} problem(s)'} "
-          f"({time.time() - t0:.0f} s)")
+    print(
+        f"[lock] {'all platforms resolve' if not failures else f'{len(failures)} problem(s)'} "
+        f"({time.time() - t0:.0f} s)"
+    )
     return 1 if failures else 0
 
 

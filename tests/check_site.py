@@ -25,12 +25,23 @@ from bs4 import BeautifulSoup
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SKIP = {"genindex.html", "search.html", "index.html"}  # index.html is only a redirect
 RAW_TEX = re.compile(r"\$\$|\\begin\{|\\frac|\\mathbf|\\mathbb|\\sqrt\{|\\\(|\\\[")
-SCREENSHOTS = {"book/intro.html": "landing.png", "notebooks/01_patches.html": "chapter.png",
-               "zh/book/intro.html": "landing_zh.png", "zh/notebooks/01_patches.html": "chapter_zh.png"}
+SCREENSHOTS = {
+    "book/intro.html": "landing.png",
+    "notebooks/01_patches.html": "chapter.png",
+    "zh/book/intro.html": "landing_zh.png",
+    "zh/notebooks/01_patches.html": "chapter_zh.png",
+}
 ZH = "zh"  # folder of the Chinese edition inside the English site
 TRANSLATED = Path(__file__).resolve().parent.parent / "locales" / "zh_CN" / "TRANSLATED"
 SWITCH = "a.bilingual-switch"
@@ -78,7 +89,7 @@ def translated_docs(path: Path = TRANSLATED) -> set[str] | None:
 
 def chinese_page_problems(page, rel: str, translated: set[str] | None) -> list[str]:
     """What a Chinese page must show: translated prose, or the note that it is not translated."""
-    doc = rel[len(ZH) + 1:].removesuffix(".html")
+    doc = rel[len(ZH) + 1 :].removesuffix(".html")
     if doc in GENERATED:
         return []
     has_note = page.query_selector(UNTRANSLATED_NOTE) is not None
@@ -92,8 +103,9 @@ def chinese_page_problems(page, rel: str, translated: set[str] | None) -> list[s
 
 
 def pages(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.html")
-                  if "_static" not in p.parts and "_sources" not in p.parts and p.name not in SKIP)
+    return sorted(
+        p for p in root.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts and p.name not in SKIP
+    )
 
 
 def anchors_of(path: Path, cache: dict[Path, set[str]]) -> set[str]:
@@ -113,8 +125,11 @@ def check_links(page: Path, root: Path, cache: dict[Path, set[str]]) -> list[str
         target, frag = urldefrag(href)
         dest = page if not target else (page.parent / unquote(target)).resolve()
         if not dest.exists():
-            hint = " (language switch: build the other edition, bash .ci/build_zh.sh)" \
-                if "bilingual-switch" in a.get("class", []) else ""
+            hint = (
+                " (language switch: build the other edition, bash .ci/build_zh.sh)"
+                if "bilingual-switch" in a.get("class", [])
+                else ""
+            )
             problems.append(f"broken link {href!r}{hint}")
         elif frag and dest.suffix == ".html" and frag not in anchors_of(dest, cache):
             problems.append(f"missing anchor {href!r}")
@@ -146,14 +161,17 @@ def main(root: Path, translated: set[str] | None = None) -> int:
             if page.evaluate("() => !!(window.MathJax && MathJax.startup)"):
                 page.evaluate("() => MathJax.startup.promise")
             problems = [f"request failed: {u}" for u in failed if u.startswith("file:")]
-            blank = page.evaluate("() => Array.from(document.images)"
-                                  ".filter(i => i.complete && i.naturalWidth === 0).map(i => i.src)")
+            blank = page.evaluate(
+                "() => Array.from(document.images).filter(i => i.complete && i.naturalWidth === 0).map(i => i.src)"
+            )
             problems += [f"image did not load: {src}" for src in blank]
             text = page.evaluate(VISIBLE_TEXT_JS)
-            problems += [f"raw LaTeX: ...{text[max(m.start() - 30, 0):m.end() + 30]!r}..."
-                         for m in RAW_TEX.finditer(text)]
-            outputs = page.evaluate("() => Array.from(document.querySelectorAll('.cell_output, .output'))"
-                                    ".map(e => e.innerText).join('\\n')")
+            problems += [
+                f"raw LaTeX: ...{text[max(m.start() - 30, 0) : m.end() + 30]!r}..." for m in RAW_TEX.finditer(text)
+            ]
+            outputs = page.evaluate(
+                "() => Array.from(document.querySelectorAll('.cell_output, .output')).map(e => e.innerText).join('\\n')"
+            )
             if "Traceback (most recent call last)" in outputs or page.query_selector(".output.traceback"):
                 problems.append("a cell output shows a Python traceback")
             problems += check_links(path, root, anchor_cache)
@@ -173,8 +191,10 @@ def main(root: Path, translated: set[str] | None = None) -> int:
         for p in problems[:20]:
             print("  -", p)
     n_zh = sum(p.relative_to(root).as_posix().startswith(ZH + "/") for p in all_pages)
-    print(f"\n[site] {len(all_pages)} pages checked in Chromium ({n_zh} of the Chinese edition), "
-          f"{len(failures)} with problems; screenshots in {shots}")
+    print(
+        f"\n[site] {len(all_pages)} pages checked in Chromium ({n_zh} of the Chinese edition), "
+        f"{len(failures)} with problems; screenshots in {shots}"
+    )
     return 1 if failures else 0
 
 

@@ -16,8 +16,16 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 # test_checkpoints re-measures every shipped model; the book build re-measures them again on the
 # second path (each chapter asserts that its checkpoints reach their recorded accuracy).
 NOT_NUMERICS = {
-    "test_benchmarks.py", "test_check_site.py", "test_checkpoints.py", "test_doctor.py", "test_gpu_check.py",
-    "test_install.py", "test_setup.py", "test_stamps_download.py", "test_translations.py", "test_workflows.py",
+    "test_benchmarks.py",
+    "test_check_site.py",
+    "test_checkpoints.py",
+    "test_doctor.py",
+    "test_gpu_check.py",
+    "test_install.py",
+    "test_setup.py",
+    "test_stamps_download.py",
+    "test_translations.py",
+    "test_workflows.py",
 }
 
 

@@ -5,15 +5,16 @@ from torch import nn
 from vitcore.adapt import LoRALinear, add_adapters, apply_lora, freeze_except
 from vitcore.flops import count_params
 from vitcore.tolerance import assert_close
-from vitcore.vit import ViTConfig, VisionTransformer
+from vitcore.vit import VisionTransformer, ViTConfig
 
 # Widest product in these models: the MLP (embed_dim 16 * mlp_ratio 4).
 REDUCTION = 16 * 4
 
 
 def tiny_vit():
-    return VisionTransformer(ViTConfig(img_size=16, patch_size=4, in_chans=3, num_classes=4, embed_dim=16,
-                                       depth=2, num_heads=2)).eval()
+    return VisionTransformer(
+        ViTConfig(img_size=16, patch_size=4, in_chans=3, num_classes=4, embed_dim=16, depth=2, num_heads=2)
+    ).eval()
 
 
 def test_lora_starts_as_base_and_merges_exactly():
@@ -59,9 +60,12 @@ def test_from_scratch_lora_equals_peft():
     x = torch.randn(2, 3, 16, 16)
     assert_close(ours(x), peft_model(x), reduction=REDUCTION, depth=2)
     # The head is zero at init (logits all 0), so compare the tokens too: they carry every LoRA layer.
-    assert_close(ours.forward_features(x), peft_model.base_model.model.forward_features(x), reduction=REDUCTION, depth=2)
+    assert_close(
+        ours.forward_features(x), peft_model.base_model.model.forward_features(x), reduction=REDUCTION, depth=2
+    )
     assert sum(p.numel() for p in ours.parameters() if p.requires_grad) == sum(
-        p.numel() for p in peft_model.parameters() if p.requires_grad)
+        p.numel() for p in peft_model.parameters() if p.requires_grad
+    )
     merged = peft_model.merge_and_unload()
     for name, module in ours.named_modules():
         if isinstance(module, LoRALinear):
@@ -83,8 +87,9 @@ def test_tail_on_cached_tokens_equals_the_whole_model():
     from vitcore.adapt import ViTTail, tokens_after
 
     torch.manual_seed(0)
-    model = VisionTransformer(ViTConfig(img_size=16, patch_size=4, in_chans=3, num_classes=4, embed_dim=16,
-                                        depth=3, num_heads=2)).eval()
+    model = VisionTransformer(
+        ViTConfig(img_size=16, patch_size=4, in_chans=3, num_classes=4, embed_dim=16, depth=3, num_heads=2)
+    ).eval()
     nn.init.normal_(model.head.weight)
     x = torch.randn(5, 3, 16, 16)
     for start in (0, 2, 3):

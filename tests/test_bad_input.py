@@ -10,7 +10,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vitcore import ViTConfig, VisionTransformer, patchify, unpatchify
+from vitcore import VisionTransformer, ViTConfig, patchify, unpatchify
 from vitcore.boxes import BoxParseError, parse_box
 from vitcore.checkpoint import load_weights, save_weights
 
@@ -135,9 +135,14 @@ def test_damaged_checkpoints_load_or_fail_clearly(tmp_path, checkpoints, which, 
 
 _VALUES = st.one_of(
     st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.uint8, torch.bool]).map(
-        lambda dt: torch.zeros(2, 3, dtype=dt)),
-    st.integers(), st.floats(allow_nan=True), st.text(max_size=5), st.none(),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        lambda dt: torch.zeros(2, 3, dtype=dt)
+    ),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=5),
+    st.none(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 
 
@@ -173,7 +178,9 @@ def test_state_dict_of_the_wrong_dtype_kind_is_named():
 
     model = torch.nn.Linear(3, 2)
     state = {"weight": torch.zeros(2, 3, dtype=torch.int64), "bias": torch.zeros(2, dtype=torch.float16)}
-    with pytest.raises(CheckpointMismatchError, match=r"dtype mismatches \(1\): weight: checkpoint torch.int64 vs model torch.float32"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"dtype mismatches \(1\): weight: checkpoint torch.int64 vs model torch.float32"
+    ):
         load_state_dict_strict(model, state)
     state["weight"] = torch.ones(2, 3, dtype=torch.float64)  # another float precision: cast, as torch does
     load_state_dict_strict(model, state)
@@ -183,8 +190,12 @@ def test_state_dict_of_the_wrong_dtype_kind_is_named():
 # ----------------------------------------------------------------------------- patches
 @FAST
 @given(
-    b=st.integers(1, 2), c=st.integers(1, 4), in_chans=st.one_of(st.none(), st.integers(1, 4)),
-    p=st.integers(1, 6), h=st.integers(1, 24), w=st.integers(1, 24),
+    b=st.integers(1, 2),
+    c=st.integers(1, 4),
+    in_chans=st.one_of(st.none(), st.integers(1, 4)),
+    p=st.integers(1, 6),
+    h=st.integers(1, 24),
+    w=st.integers(1, 24),
 )
 def test_patchify_round_trips_or_names_the_problem(b, c, in_chans, p, h, w):
     x = torch.randn(b, c, h, w)
@@ -202,7 +213,10 @@ def test_patchify_round_trips_or_names_the_problem(b, c, in_chans, p, h, w):
 
 @FAST
 @given(
-    n=st.integers(1, 20), p=st.integers(1, 5), c=st.integers(1, 3), claimed_c=st.integers(1, 3),
+    n=st.integers(1, 20),
+    p=st.integers(1, 5),
+    c=st.integers(1, 3),
+    claimed_c=st.integers(1, 3),
     grid=st.one_of(st.none(), st.tuples(st.integers(1, 5), st.integers(1, 5))),
 )
 def test_unpatchify_checks_token_length_and_grid(n, p, c, claimed_c, grid):
@@ -216,7 +230,9 @@ def test_unpatchify_checks_token_length_and_grid(n, p, c, claimed_c, grid):
         with pytest.raises(ValueError, match=f"{n} tokens do not form a square grid"):
             unpatchify(tokens, p, in_chans=c)
     elif grid is not None and grid[0] * grid[1] != n:
-        with pytest.raises(ValueError, match=rf"grid \({grid[0]}, {grid[1]}\) holds {grid[0] * grid[1]} patches, but got {n} tokens"):
+        with pytest.raises(
+            ValueError, match=rf"grid \({grid[0]}, {grid[1]}\) holds {grid[0] * grid[1]} patches, but got {n} tokens"
+        ):
             unpatchify(tokens, p, grid=grid, in_chans=c)
     else:
         gh, gw = grid or (side, side)
@@ -317,8 +333,10 @@ def test_damaged_data_file_is_refused_or_read_intact(tmp_path, labels_gz, cut, f
         assert str(path) in str(err) and "corrupt" in str(err), str(err)
     else:
         assert bytes(raw) == labels_gz or labels.shape == (10000,)
-        assert torch.equal(torch.from_numpy(labels.astype("int64")),
-                           torch.from_numpy(data._read_idx(_write(tmp_path / "ok", labels_gz)).astype("int64")))
+        assert torch.equal(
+            torch.from_numpy(labels.astype("int64")),
+            torch.from_numpy(data._read_idx(_write(tmp_path / "ok", labels_gz)).astype("int64")),
+        )
 
 
 def _write(folder: Path, raw: bytes) -> Path:

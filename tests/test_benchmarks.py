@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_benchmark_script
 
 from vitcore.tolerance import assert_close, tolerance
-from conftest import load_benchmark_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vit_throughput.py"
 
@@ -20,7 +20,9 @@ def test_smoke_run_as_a_script(tmp_path):
     out = tmp_path / "smoke.json"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--smoke", "--threads", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "| micro | infer |" in proc.stdout and "| micro | train |" in proc.stdout
@@ -30,7 +32,11 @@ def test_smoke_run_as_a_script(tmp_path):
     tol = tolerance(reduction=MICRO_REDUCTION, depth=MICRO_DEPTH)
     assert res["models"]["micro"]["max_abs_logit_diff"] <= tol.atol + tol.rtol
     assert [(r["mode"], r["impl"]) for r in res["results"]] == [
-        ("infer", "vitcore"), ("infer", "timm"), ("train", "vitcore"), ("train", "timm")]
+        ("infer", "vitcore"),
+        ("infer", "timm"),
+        ("train", "vitcore"),
+        ("train", "timm"),
+    ]
     for r in res["results"]:
         assert len(r["img_per_s"]) == 2 and all(v > 0 for v in r["img_per_s"])
 

@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
+from vitcore import data as fdata
 from vitcore import selfsup, shipped, zoo
 from vitcore.train import evaluate, fit
-from vitcore import data as fdata
 
 NAMES = shipped.names()
 
@@ -19,7 +19,18 @@ NAMES = shipped.names()
 def test_manifest_entries_are_complete():
     for name in NAMES:
         e = shipped.entry(name)
-        for key in ("file", "sha256", "bytes", "command", "recipe", "seed", "torch", "device", "wall_seconds", "metrics"):
+        for key in (
+            "file",
+            "sha256",
+            "bytes",
+            "command",
+            "recipe",
+            "seed",
+            "torch",
+            "device",
+            "wall_seconds",
+            "metrics",
+        ):
             assert key in e, f"{name}: manifest lacks {key}"
         assert e["command"] == f"python -m vitcore.zoo train {name} --full"
         assert e["recipe"] == zoo.recipe(name, full=True) | {"data": e["recipe"]["data"]}
@@ -103,8 +114,10 @@ def _vqa_accuracy(trained) -> dict[str, float]:
     feats = vlm_runs.vit_tokens(vit, scenes.images, m["layers"])
     if "token_order_seed" in m:
         feats = vlm_runs.shuffle_tokens(feats, m["token_order_seed"])
-    return {kind: vlm_runs.correct_answers(vlm, tok, feats, [q for q in qa if q[1] == kind]).float().mean().item()
-            for kind in ("colour", "left")}
+    return {
+        kind: vlm_runs.correct_answers(vlm, tok, feats, [q for q in qa if q[1] == kind]).float().mean().item()
+        for kind in ("colour", "left")
+    }
 
 
 def test_corrupt_file_is_refused(tmp_path):
@@ -131,7 +144,19 @@ QUICK = sorted(_PATHS.values())
 def test_full_command_runs_quick(name, tmp_path, monkeypatch):
     monkeypatch.setenv("VITCORE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "vitcore.zoo", "train", name, "--full", "--quick", "--out", str(out), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vitcore.zoo",
+        "train",
+        name,
+        "--full",
+        "--quick",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest[name]["command"].endswith("--full --quick")

@@ -8,14 +8,9 @@ import torch
 import transformers
 
 from vitcore import CheckpointMismatchError, ViTConfig
+from vitcore.convert import hf_dinov2_state_dict, infer_timm_config, vit_from_hf_dinov2, vit_from_hf_vit, vit_from_timm
 from vitcore.tolerance import assert_close
-from vitcore.convert import (
-    hf_dinov2_state_dict,
-    infer_timm_config,
-    vit_from_hf_dinov2,
-    vit_from_hf_vit,
-    vit_from_timm,
-)
+
 
 def jitter_(model: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
     """Move every parameter off its init (LayerNorm at 1/0, LayerScale at a constant) so that a
@@ -41,7 +36,12 @@ def test_timm_vit_tiny_gives_same_logits():
     model = vit_from_timm(ref.state_dict())
     cfg = model.config
     assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.patch_size, cfg.img_size, cfg.num_classes) == (
-        192, 12, 3, 16, 224, 1000,
+        192,
+        12,
+        3,
+        16,
+        224,
+        1000,
     )
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
@@ -96,8 +96,13 @@ def test_missing_and_unexpected_keys_are_named():
 # ----------------------------------------------------------------------------- Hugging Face ViT
 def tiny_hf_vit_config(**kw):
     return transformers.ViTConfig(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-        image_size=32, patch_size=8, **kw,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        image_size=32,
+        patch_size=8,
+        **kw,
     )
 
 
@@ -106,7 +111,11 @@ def to_hub_layout(state_dict, vit: bool):
     out = {}
     for k, v in state_dict.items():
         k = re.sub(r"(^|\.)layers\.(\d+)\.", r"\1encoder.layer.\2.", k)
-        k = re.sub(r"attention\.([qkv])_proj", lambda m: "attention.attention." + dict(q="query", k="key", v="value")[m.group(1)], k)
+        k = re.sub(
+            r"attention\.([qkv])_proj",
+            lambda m: "attention.attention." + dict(q="query", k="key", v="value")[m.group(1)],
+            k,
+        )
         k = k.replace("attention.o_proj", "attention.output.dense")
         if vit:
             k = k.replace("mlp.fc1", "intermediate.dense").replace("mlp.fc2", "output.dense")
@@ -119,7 +128,9 @@ def test_hf_vit_model_gives_same_features(layout):
     ref = jitter_(transformers.ViTModel(tiny_hf_vit_config()))
     sd = ref.state_dict() if layout == "modules" else to_hub_layout(ref.state_dict(), vit=True)
     if layout == "hub":
-        assert "encoder.layer.1.intermediate.dense.weight" in sd and "encoder.layer.1.attention.attention.key.bias" in sd
+        assert (
+            "encoder.layer.1.intermediate.dense.weight" in sd and "encoder.layer.1.attention.attention.key.bias" in sd
+        )
     with pytest.warns(UserWarning, match="pooler"):
         model = vit_from_hf_vit(sd, ref.config)
     assert model.config.norm_eps == 1e-12 and model.config.num_classes == 0
@@ -153,13 +164,20 @@ def test_hf_vit_bad_checkpoint_is_named():
 # -------------------------------------------------------------------------- Hugging Face DINOv2
 def tiny_dinov2():
     cfg = transformers.Dinov2Config(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=4,
-        image_size=56, patch_size=14, layerscale_value=0.5,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        mlp_ratio=4,
+        image_size=56,
+        patch_size=14,
+        layerscale_value=0.5,
     )
     return jitter_(transformers.Dinov2Model(cfg))
 
 
-@pytest.mark.parametrize("size, layout", [((56, 56), "modules"), ((56, 56), "hub"), ((84, 84), "hub"), ((42, 70), "hub")])
+@pytest.mark.parametrize(
+    "size, layout", [((56, 56), "modules"), ((56, 56), "hub"), ((84, 84), "hub"), ((42, 70), "hub")]
+)
 def test_hf_dinov2_gives_same_features(size, layout):
     ref = tiny_dinov2()
     sd = ref.state_dict() if layout == "modules" else to_hub_layout(ref.state_dict(), vit=False)

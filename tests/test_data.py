@@ -10,8 +10,17 @@ import torch
 
 from vitcore import data
 from vitcore.data import (
-    CLASSES, FILES, DataMissingError, FashionMNIST, TensorLoader, augment_batch, load_fashion_mnist,
-    make_loader, normalize, random_crop, stratified_indices,
+    CLASSES,
+    FILES,
+    DataMissingError,
+    FashionMNIST,
+    TensorLoader,
+    augment_batch,
+    load_fashion_mnist,
+    make_loader,
+    normalize,
+    random_crop,
+    stratified_indices,
 )
 from vitcore.tolerance import is_close
 

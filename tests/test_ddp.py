@@ -56,22 +56,37 @@ def run_all(state_dir: Path, distributed: bool) -> dict:
     loader = TensorLoader(x, y, batch_size=32, shuffle=True, augment=True, drop_last=True, seed=0)
     model = model_a()
     state = state_dir / ("state_ddp.pt" if distributed else "state_one.pt")
-    hist = fit(model, loader, epochs=2, lr=LR, device="cpu", progress=distributed, desc=f"ddp-rank{rank}",
-               state_path=state)
+    hist = fit(
+        model, loader, epochs=2, lr=LR, device="cpu", progress=distributed, desc=f"ddp-rank{rank}", state_path=state
+    )
     out["A"] = (model.state_dict(), hist.to_dict())
     out["world"] = distributed_rank_and_size()[1]
 
     # E: the same call again resumes from the finished state (every rank reads the file)
     again = VisionTransformer(**CFG)
-    hist_e = fit(again, TensorLoader(x, y, batch_size=32, shuffle=True, augment=True, drop_last=True, seed=0),
-                 epochs=2, lr=LR, device="cpu", progress=False, state_path=state)
+    hist_e = fit(
+        again,
+        TensorLoader(x, y, batch_size=32, shuffle=True, augment=True, drop_last=True, seed=0),
+        epochs=2,
+        lr=LR,
+        device="cpu",
+        progress=False,
+        state_path=state,
+    )
     out["E"] = (again.state_dict(), hist_e.to_dict())
 
     # B: 40 images in batches of 15, 15, 10: shards of 8 + 7 and 5 + 5
     x, y = _data(40, 2)
     model = model_a()
-    hist = fit(model, TensorLoader(x, y, batch_size=15, shuffle=True, seed=1), epochs=1, lr=LR, device="cpu",
-               progress=False, eval_loader=TensorLoader(x, y, batch_size=20))
+    hist = fit(
+        model,
+        TensorLoader(x, y, batch_size=15, shuffle=True, seed=1),
+        epochs=1,
+        lr=LR,
+        device="cpu",
+        progress=False,
+        eval_loader=TensorLoader(x, y, batch_size=20),
+    )
     out["B"] = (model.state_dict(), hist.to_dict())
 
     # C: a DataLoader that shards itself: 16 per rank with a DistributedSampler, 32 in one process
@@ -91,8 +106,15 @@ def run_all(state_dir: Path, distributed: bool) -> dict:
     teacher = VisionTransformer(**CFG)
     seed_everything(0)
     student = DistilledVisionTransformer(ViTConfig(**CFG))
-    hist = fit(student, TensorLoader(x, y, batch_size=32, shuffle=True, seed=2), epochs=1, lr=LR, device="cpu",
-               progress=False, loss_fn=hard_distillation_loss(teacher, label_smoothing=0.1))
+    hist = fit(
+        student,
+        TensorLoader(x, y, batch_size=32, shuffle=True, seed=2),
+        epochs=1,
+        lr=LR,
+        device="cpu",
+        progress=False,
+        loss_fn=hard_distillation_loss(teacher, label_smoothing=0.1),
+    )
     out["D"] = (student.state_dict(), hist.to_dict())
     return out
 
@@ -113,13 +135,21 @@ def _worker(out_dir: Path) -> None:
 
 
 def test_two_processes_match_one(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", __file__, str(tmp_path)],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     print(f"torchrun with 2 processes took {time.perf_counter() - t0:.1f} s")
@@ -131,7 +161,7 @@ def test_two_processes_match_one(tmp_path):
     assert ranks[0]["saves"] == 2 and ranks[1]["saves"] == 0
     assert "ddp-rank0" in proc.stderr and "ddp-rank1" not in proc.stderr
     for run in "ABCDE":
-        (w0, h0), (w1, h1), (w, h) = ranks[0][run], ranks[1][run], one[run]
+        (w0, h0), (w1, _), (w, h) = ranks[0][run], ranks[1][run], one[run]
         assert w0.keys() == w.keys()
         steps = len(h["step_loss"])
         for k in w:

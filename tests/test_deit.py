@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vitcore import ViTConfig, VisionTransformer, load_state_dict_strict
+from vitcore import VisionTransformer, ViTConfig, load_state_dict_strict
 from vitcore.deit import DistilledVisionTransformer, hard_distillation_loss
 from vitcore.tolerance import assert_close
 

@@ -3,7 +3,7 @@ import torch
 
 from vitcore.dense import DenseHead, mean_iou, tokens_to_map
 from vitcore.tolerance import assert_close
-from vitcore.vit import ViTConfig, VisionTransformer
+from vitcore.vit import VisionTransformer, ViTConfig
 
 
 def test_tokens_to_map_places_patches_on_grid():
@@ -16,8 +16,9 @@ def test_tokens_to_map_places_patches_on_grid():
 
 
 def test_dense_head_output_shape_single_and_multi_layer():
-    vit = VisionTransformer(ViTConfig(img_size=32, patch_size=8, in_chans=3, num_classes=0, embed_dim=16,
-                                      depth=2, num_heads=2))
+    vit = VisionTransformer(
+        ViTConfig(img_size=32, patch_size=8, in_chans=3, num_classes=0, embed_dim=16, depth=2, num_heads=2)
+    )
     x = torch.randn(2, 3, 32, 32)
     feats = [tokens_to_map(t, (4, 4)) for t in vit.get_intermediate_layers(x, [0, 1])]
     assert DenseHead(16, 5)(feats[-1], (32, 32)).shape == (2, 5, 32, 32)
@@ -28,6 +29,7 @@ def test_mean_iou_on_known_masks():
     target = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1]])
     assert mean_iou(target, target, 2) == 1.0
     pred = torch.tensor([[0, 0, 0, 1], [0, 0, 0, 1]])
+
     # class 0: inter 4, union 6; class 1: inter 2, union 4
     def miou(*args, **kw):
         return torch.tensor(float(mean_iou(*args, **kw)))
@@ -51,8 +53,10 @@ def test_dense_head_logits_of_one_token_by_hand():
     torch.manual_seed(0)
     head = DenseHead([2, 1], num_classes=2, hidden=2).eval()
     with torch.no_grad():  # BatchNorm statistics and affine parameters that are not the identity
-        for bn, mean, var, w, b in ((head.fuse[1], [0.5, -0.2], [4.0, 0.25], [1.5, -1.0], [0.1, 0.2]),
-                                    (head.refine[1], [0.1, 0.0], [2.0, 9.0], [0.5, 2.0], [-0.3, 0.0])):
+        for bn, mean, var, w, b in (
+            (head.fuse[1], [0.5, -0.2], [4.0, 0.25], [1.5, -1.0], [0.1, 0.2]),
+            (head.refine[1], [0.1, 0.0], [2.0, 9.0], [0.5, 2.0], [-0.3, 0.0]),
+        ):
             bn.running_mean.copy_(torch.tensor(mean))
             bn.running_var.copy_(torch.tensor(var))
             bn.weight.copy_(torch.tensor(w))
@@ -62,9 +66,12 @@ def test_dense_head_logits_of_one_token_by_hand():
     feats = [a[0, 0].tolist(), a[0, 1].tolist(), c[0, 0].tolist()]  # channel-concatenated, by hand
 
     def bn(v, m):  # eval-mode BatchNorm: (x - running mean) / sqrt(running var + eps) * weight + bias
-        return [(x - mu) / (var + m.eps) ** 0.5 * w + b
-                for x, mu, var, w, b in zip(v, m.running_mean.tolist(), m.running_var.tolist(),
-                                            m.weight.tolist(), m.bias.tolist())]
+        return [
+            (x - mu) / (var + m.eps) ** 0.5 * w + b
+            for x, mu, var, w, b in zip(
+                v, m.running_mean.tolist(), m.running_var.tolist(), m.weight.tolist(), m.bias.tolist()
+            )
+        ]
 
     w1, b1 = head.fuse[0].weight[:, :, 0, 0].tolist(), head.fuse[0].bias.tolist()  # (2, 3)
 
@@ -81,20 +88,31 @@ def test_dense_head_logits_of_one_token_by_hand():
     def logits_at(r, q):
         h = []
         for o in range(2):
-            h.append(b2[o] + sum(w2[o][i][dr + 1][dq + 1] * fused(r + dr, q + dq)[i]
-                                 for i in range(2) for dr in (-1, 0, 1) for dq in (-1, 0, 1)))
+            h.append(
+                b2[o]
+                + sum(
+                    w2[o][i][dr + 1][dq + 1] * fused(r + dr, q + dq)[i]
+                    for i in range(2)
+                    for dr in (-1, 0, 1)
+                    for dq in (-1, 0, 1)
+                )
+            )
         h = [_gelu(t) for t in bn(h, head.refine[1])]
         return [sum(wij * hj for wij, hj in zip(row, h)) + bi for row, bi in zip(w3, b3)]
 
     out = head([a, c], (3, 3))  # the grid size: the bilinear resize is the identity
     assert_close(out[0, :, 0, 0], torch.tensor(logits_at(0, 0)), reduction=18, depth=3)  # a corner: padding counts
-    assert_close(out[0, :, 1, 1], torch.tensor(logits_at(1, 1)), reduction=18, depth=3)  # centre: 2 x 3 x 3 inputs, 3 convs
+    assert_close(
+        out[0, :, 1, 1], torch.tensor(logits_at(1, 1)), reduction=18, depth=3
+    )  # centre: 2 x 3 x 3 inputs, 3 convs
     # bilinear upsampling by 2 (align_corners=False): output pixel i samples input (i + 0.5) / 2 - 0.5,
     # so pixel (3, 2) lies at (1.25, 0.75): 3/4 of row 1 + 1/4 of row 2, 1/4 of column 0 + 3/4 of column 1
     up = head([a, c], (6, 6))
     grid = [[logits_at(r, q) for q in range(3)] for r in range(3)]
-    want = [sum(wr * wq * grid[r][q][k] for r, wr in ((1, 0.75), (2, 0.25)) for q, wq in ((0, 0.25), (1, 0.75)))
-            for k in range(2)]
+    want = [
+        sum(wr * wq * grid[r][q][k] for r, wr in ((1, 0.75), (2, 0.25)) for q, wq in ((0, 0.25), (1, 0.75)))
+        for k in range(2)
+    ]
     assert_close(up[0, :, 3, 2], torch.tensor(want), reduction=18, depth=3)
     assert_close(up[0, :, 0, 0], out[0, :, 0, 0], reduction=18)  # the border clamps to the corner cell
 

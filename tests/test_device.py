@@ -4,8 +4,9 @@ import torch
 from vitcore import autocast, get_device, on_gpu, seed_everything
 
 
-@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (True, False, "cuda"),
-                                                  (False, True, "mps"), (False, False, "cpu")])
+@pytest.mark.parametrize(
+    "cuda, mps, expected", [(True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu")]
+)
 def test_get_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
     monkeypatch.delenv("VITCORE_DEVICE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)

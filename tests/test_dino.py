@@ -166,11 +166,15 @@ def test_loss_equals_an_explicit_sum_over_cross_view_pairs_with_a_centre():
     crit = DINOLoss(out_dim=3, student_temp=tau_s, teacher_temp=tau_t, center_momentum=m, n_global=2)
     c0 = [0.3, -0.2, 0.1]
     crit.center.copy_(torch.tensor([c0]))
-    teacher = [[[1.0, 0.0, -1.0], [0.2, 0.4, 0.0]],  # view 0: 2 images x 3 outputs
-               [[0.0, 2.0, 0.5], [-0.5, 0.1, 0.3]]]  # view 1
-    student = [[[0.1, 0.2, 0.3], [1.0, -1.0, 0.0]],  # view 0 (global)
-               [[-0.4, 0.0, 0.4], [0.3, 0.3, -0.6]],  # view 1 (global)
-               [[2.0, 0.0, 1.0], [0.0, 0.5, -0.5]]]  # view 2 (local)
+    teacher = [
+        [[1.0, 0.0, -1.0], [0.2, 0.4, 0.0]],  # view 0: 2 images x 3 outputs
+        [[0.0, 2.0, 0.5], [-0.5, 0.1, 0.3]],
+    ]  # view 1
+    student = [
+        [[0.1, 0.2, 0.3], [1.0, -1.0, 0.0]],  # view 0 (global)
+        [[-0.4, 0.0, 0.4], [0.3, 0.3, -0.6]],  # view 1 (global)
+        [[2.0, 0.0, 1.0], [0.0, 0.5, -0.5]],
+    ]  # view 2 (local)
 
     def softmax(row, tau, shift=(0.0, 0.0, 0.0)):
         e = [math.exp((a - c) / tau) for a, c in zip(row, shift)]

@@ -5,7 +5,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from vitcore import assets, data, doctor, shipped

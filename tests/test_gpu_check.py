@@ -25,8 +25,14 @@ def test_dry_run_writes_summary_json_and_checkpoints(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out), "--dry-run", "--budget-s", "900"],
-                          capture_output=True, text=True, timeout=1200, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out), "--dry-run", "--budget-s", "900"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
+        cwd=tmp_path,
+    )
     print(f"dry run: {time.perf_counter() - t0:.1f} s")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     check = json.loads((out / "check.json").read_text())
@@ -48,7 +54,11 @@ def test_dry_run_writes_summary_json_and_checkpoints(tmp_path):
         assert steps[name]["status"] == "ok", steps[name]
         res = json.loads((out / f"{name}.json").read_text())
         assert [(r["mode"], r["impl"]) for r in res["results"]] == [
-            ("infer", "vitcore"), ("infer", "timm"), ("train", "vitcore"), ("train", "timm")]
+            ("infer", "vitcore"),
+            ("infer", "timm"),
+            ("train", "vitcore"),
+            ("train", "timm"),
+        ]
         assert steps[name]["result"]["table"] == res["table"]
     for name in ("bench_bf16_compile_train", "bench_bf16_compile_infer"):
         assert steps[name]["status"] == "skipped" and "parse_args" in steps[name]["reason"]
@@ -76,9 +86,18 @@ def test_dry_run_writes_summary_json_and_checkpoints(tmp_path):
 
     summary = (out / "summary.md").read_text()
     assert summary.startswith("## GPU check: DRY RUN")
-    for text in ("--dry-run", "| step | status | seconds | note |", "### Tests", "passed",
-                 "### Throughput", "| micro | infer |", "| micro | train |", "### Zoo", "| live_fmnist_vit |",
-                 "torch.backends.cuda.matmul"):
+    for text in (
+        "--dry-run",
+        "| step | status | seconds | note |",
+        "### Tests",
+        "passed",
+        "### Throughput",
+        "| micro | infer |",
+        "| micro | train |",
+        "### Zoo",
+        "| live_fmnist_vit |",
+        "torch.backends.cuda.matmul",
+    ):
         assert text in summary, text
     assert str(out) not in summary.split("\n", 3)[3], "commands in the summary name OUT_DIR, not a local path"
 
@@ -103,17 +122,20 @@ def test_gpu_command_lines_are_accepted(tmp_path):
 
 
 def test_parse_pytest_closing_line_and_a_run_cut_short():
-    done = gc.parse_pytest("..F.s\nFAILED tests/test_x.py::test_y - AssertionError\n"
-                           "1 failed, 3 passed, 1 skipped, 2 warnings in 4.20s\n")
+    done = gc.parse_pytest(
+        "..F.s\nFAILED tests/test_x.py::test_y - AssertionError\n1 failed, 3 passed, 1 skipped, 2 warnings in 4.20s\n"
+    )
     assert done["complete"] and done["counts"] == {"failed": 1, "passed": 3, "skipped": 1, "warnings": 2}
     assert done["failures"] == ["FAILED tests/test_x.py::test_y - AssertionError"]
     cut = gc.parse_pytest("....F.s.                                   [ 40%]\n..E\n")
     assert not cut["complete"] and cut["counts"]["passed"] == 8 and cut["counts"]["failed"] == 1
     assert cut["counts"]["errors"] == 1 and cut["counts"]["skipped"] == 1
     # -v, cut short: the failing test is named although pytest never printed its summary
-    verbose = gc.parse_pytest("tests/test_a.py::test_one PASSED   [ 1%]\n"
-                              "tests/test_a.py::test_two[cuda] FAILED   [ 2%]\n"
-                              "tests/test_b.py::test_three SKIPPED (no GPU)   [ 3%]\n")
+    verbose = gc.parse_pytest(
+        "tests/test_a.py::test_one PASSED   [ 1%]\n"
+        "tests/test_a.py::test_two[cuda] FAILED   [ 2%]\n"
+        "tests/test_b.py::test_three SKIPPED (no GPU)   [ 3%]\n"
+    )
     assert not verbose["complete"]
     assert verbose["counts"] == {"passed": 1, "failed": 1, "skipped": 1}
     assert verbose["failures"] == ["FAILED tests/test_a.py::test_two[cuda]"]
@@ -127,8 +149,14 @@ def test_parse_last_json_skips_noise():
 
 def test_full_order_teacher_first_then_pairs_by_seed():
     names = ["deit_baseline_s1", "deit_student_s0", "fmnist_vit", "deit_baseline_s0", "fmnist_cnn", "deit_student_s1"]
-    assert gc.full_order(names) == ["fmnist_cnn", "fmnist_vit", "deit_student_s0", "deit_baseline_s0",
-                                    "deit_student_s1", "deit_baseline_s1"]
+    assert gc.full_order(names) == [
+        "fmnist_cnn",
+        "fmnist_vit",
+        "deit_student_s0",
+        "deit_baseline_s0",
+        "deit_student_s1",
+        "deit_baseline_s1",
+    ]
 
 
 def test_find_data(tmp_path):
@@ -155,9 +183,14 @@ def test_budget_skips_and_timeouts(tmp_path):
 
 
 def test_vitb_training_figures():
-    res = {"peak_tflops": 100.0, "models": {"base": {"train_flop_per_img": 3e11}},
-           "results": [{"model": "base", "mode": "train", "impl": "vitcore", "img_per_s": [100.0, 110.0, 120.0]},
-                       {"model": "base", "mode": "train", "impl": "timm", "img_per_s": [100.0, 100.0, 100.0]}]}
+    res = {
+        "peak_tflops": 100.0,
+        "models": {"base": {"train_flop_per_img": 3e11}},
+        "results": [
+            {"model": "base", "mode": "train", "impl": "vitcore", "img_per_s": [100.0, 110.0, 120.0]},
+            {"model": "base", "mode": "train", "impl": "timm", "img_per_s": [100.0, 100.0, 100.0]},
+        ],
+    }
     text = gc.vitb_train_figures(res)
     assert "vitcore/timm **1.100** (1.00-1.20, n=3)" in text
     assert "MFU vitcore **33.0%** / timm 30.0%" in text  # 110 img/s x 0.3 TFLOP / 100 TFLOP/s

@@ -4,20 +4,31 @@ import torch
 from vitcore.boxes import format_box, parse_box, quantize_box
 from vitcore.data import load_fashion_mnist
 from vitcore.grounding import (
-    BoxRegressor, box_regression_loss, coordinate_smoothed_loss, encode_grounding, localisation_metrics,
-    make_referring_dataset, word_ids,
+    BoxRegressor,
+    box_regression_loss,
+    coordinate_smoothed_loss,
+    encode_grounding,
+    localisation_metrics,
+    make_referring_dataset,
+    word_ids,
 )
 from vitcore.scenes import SceneComposer
 from vitcore.tolerance import assert_close
-from vitcore.vit import ViTConfig, VisionTransformer
+from vitcore.vit import VisionTransformer, ViTConfig
 from vitcore.vlm import GroundingTokenizer
 
 
 @pytest.fixture(scope="module")
 def data():
     x, y = load_fashion_mnist("test")
-    comp = SceneComposer(x[:1000].numpy(), y[:1000].numpy(), canvas_size=48, object_size=(14, 20),
-                         colours=("red", "green", "blue"), background=["grass", "coffee"])
+    comp = SceneComposer(
+        x[:1000].numpy(),
+        y[:1000].numpy(),
+        canvas_size=48,
+        object_size=(14, 20),
+        colours=("red", "green", "blue"),
+        background=["grass", "coffee"],
+    )
     return make_referring_dataset(comp, 40, seed=3)
 
 
@@ -30,8 +41,12 @@ def test_boxes_enclose_the_target_and_instructions_name_it(data):
         me = objs[int(data.target[i])]
         # the box is exactly the extent of the target's visible pixels in the instance mask
         ys, xs = torch.nonzero(s.instance_masks[i] == int(data.target[i]) + 1, as_tuple=True)
-        assert tuple(data.boxes[i].tolist()) == (xs.min().item(), ys.min().item(), xs.max().item() + 1,
-                                                 ys.max().item() + 1)
+        assert tuple(data.boxes[i].tolist()) == (
+            xs.min().item(),
+            ys.min().item(),
+            xs.max().item() + 1,
+            ys.max().item() + 1,
+        )
         assert torch.equal(data.images[i], s.images[i])
         text = data.instructions[i]
         assert text.startswith("find the") and me["name"] in text
@@ -84,16 +99,26 @@ def test_word_ids_pad_with_zero():
 
 def test_every_object_gives_one_example_per_nameable_object():
     x, y = load_fashion_mnist("test")
-    comp = SceneComposer(x[:1000].numpy(), y[:1000].numpy(), canvas_size=48, object_size=(14, 20),
-                         colours=("red", "green", "blue"), background=["grass", "coffee"])
+    comp = SceneComposer(
+        x[:1000].numpy(),
+        y[:1000].numpy(),
+        canvas_size=48,
+        object_size=(14, 20),
+        colours=("red", "green", "blue"),
+        background=["grass", "coffee"],
+    )
     d = make_referring_dataset(comp, 30, seed=5, every_object=True)
     assert len(d.scenes) == 30 and len(d) > 30  # several examples share a scene
     assert d.images.shape == (len(d), 3, 48, 48)
     for i in range(len(d)):
         s, k = int(d.scene_index[i]), int(d.target[i])
         ys, xs = torch.nonzero(d.scenes.instance_masks[s] == k + 1, as_tuple=True)
-        assert tuple(d.boxes[i].tolist()) == (xs.min().item(), ys.min().item(), xs.max().item() + 1,
-                                              ys.max().item() + 1)
+        assert tuple(d.boxes[i].tolist()) == (
+            xs.min().item(),
+            ys.min().item(),
+            xs.max().item() + 1,
+            ys.max().item() + 1,
+        )
         assert d.scenes.objects(s)[k]["name"] in d.instructions[i]
     for s in range(len(d.scenes)):
         texts = [t for t, j in zip(d.instructions, d.scene_index.tolist()) if j == s]
@@ -121,12 +146,18 @@ def test_coordinate_smoothed_loss_is_ce_at_zero_and_prefers_near_misses():
     near, far = (coordinate_smoothed_loss(peaked(c0 + k), t, tok, 1.0) for k in (11, 17))
     assert near < far
     # one-hot CE cannot tell the two apart
-    assert_close(coordinate_smoothed_loss(peaked(c0 + 11), t, tok, 0.0),
-                 coordinate_smoothed_loss(peaked(c0 + 17), t, tok, 0.0), reduction=len(tok))
+    assert_close(
+        coordinate_smoothed_loss(peaked(c0 + 11), t, tok, 0.0),
+        coordinate_smoothed_loss(peaked(c0 + 17), t, tok, 0.0),
+        reduction=len(tok),
+    )
     # non-coordinate targets keep one-hot targets
     w = torch.tensor([[tok.stoi["bag"]]])
-    assert_close(coordinate_smoothed_loss(peaked(c0), w, tok, 1.0),
-                 coordinate_smoothed_loss(peaked(c0), w, tok, 0.0), reduction=len(tok))
+    assert_close(
+        coordinate_smoothed_loss(peaked(c0), w, tok, 1.0),
+        coordinate_smoothed_loss(peaked(c0), w, tok, 0.0),
+        reduction=len(tok),
+    )
     with pytest.raises(ValueError):
         coordinate_smoothed_loss(logits, target, tok, -1.0)
 
@@ -138,13 +169,12 @@ def test_train_vlm_runs_exact_steps_and_lowers_the_loss(data):
     torch.manual_seed(0)
     words = {w for t in data.instructions for w in GroundingTokenizer.split(t)}
     tok = GroundingTokenizer(words, grid=12)
-    vit = VisionTransformer(ViTConfig(img_size=48, patch_size=12, in_chans=3, num_classes=0, embed_dim=32,
-                                      depth=2, num_heads=2))
-    vlm = VisionLanguageModel(vit, TinyLM(len(tok), dim=32, depth=1, num_heads=2, max_len=48),
-                              feature_layer=[0, 1])
+    vit = VisionTransformer(
+        ViTConfig(img_size=48, patch_size=12, in_chans=3, num_classes=0, embed_dim=32, depth=2, num_heads=2)
+    )
+    vlm = VisionLanguageModel(vit, TinyLM(len(tok), dim=32, depth=1, num_heads=2, max_len=48), feature_layer=[0, 1])
     feats = vlm.vision_features(data.scenes.images).detach()  # one row per scene
-    losses = train_vlm(vlm, tok, data, steps=60, batch_size=8, lr=3e-3, features=feats, coord_sigma=1.0,
-                       progress=False)
+    losses = train_vlm(vlm, tok, data, steps=60, batch_size=8, lr=3e-3, features=feats, coord_sigma=1.0, progress=False)
     assert len(losses) == 60  # 60 steps although one epoch holds only 5 batches
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
 
@@ -154,8 +184,9 @@ def test_train_regressor_refuses_data_smaller_than_one_batch(data):
 
     words = {w for t in data.instructions for w in GroundingTokenizer.split(t)}
     tok = GroundingTokenizer(words, grid=12)
-    vit = VisionTransformer(ViTConfig(img_size=48, patch_size=12, in_chans=3, num_classes=0, embed_dim=16,
-                                      depth=1, num_heads=2))
+    vit = VisionTransformer(
+        ViTConfig(img_size=48, patch_size=12, in_chans=3, num_classes=0, embed_dim=16, depth=1, num_heads=2)
+    )
     reg = BoxRegressor(vit, vocab_size=len(tok))
     w = word_ids(tok, data.instructions)
     with pytest.raises(ValueError, match=r"40 examples do not fill one batch of 64"):
@@ -178,8 +209,9 @@ def _scripted_vlm(tok: GroundingTokenizer, answer: list[int], start: int, vision
         lm.lm_head.weight.zero_()
         for k, t in enumerate(answer):
             lm.lm_head.weight[t, start + k] = 1.0
-    vit = VisionTransformer(ViTConfig(img_size=8, patch_size=4, in_chans=3, num_classes=0, embed_dim=vision_dim,
-                                      depth=1, num_heads=2))
+    vit = VisionTransformer(
+        ViTConfig(img_size=8, patch_size=4, in_chans=3, num_classes=0, embed_dim=vision_dim, depth=1, num_heads=2)
+    )
     return VisionLanguageModel(vit, lm)
 
 
@@ -212,8 +244,9 @@ def test_train_regressor_lowers_the_loss_and_trains_only_the_head_on_features(da
     from vitcore.grounding import train_regressor
 
     torch.manual_seed(0)
-    vit = VisionTransformer(ViTConfig(img_size=48, patch_size=12, in_chans=3, num_classes=0, embed_dim=16,
-                                      depth=1, num_heads=2))
+    vit = VisionTransformer(
+        ViTConfig(img_size=48, patch_size=12, in_chans=3, num_classes=0, embed_dim=16, depth=1, num_heads=2)
+    )
     reg = BoxRegressor(vit)  # no words: the box from the image features alone
     # "Frozen encoder" tokens whose CLS holds the target box (centre, size; one example per scene), so
     # that a head can learn to read it: training must then bring the loss far down.

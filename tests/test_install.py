@@ -61,10 +61,10 @@ def test_cuda_packages_come_only_through_linux_markers():
     for r in cuda:
         assert r.marker is not None and 'sys_platform == "linux"' in str(r.marker), r
     assert not [r for r in INPUT if CUDA.match(canonicalize_name(r.name))]
-    for platform in ({"sys_platform": "darwin", "platform_system": "Darwin", "platform_machine": "arm64",
-                      "os_name": "posix"},
-                     {"sys_platform": "win32", "platform_system": "Windows", "platform_machine": "AMD64",
-                      "os_name": "nt"}):
+    for platform in (
+        {"sys_platform": "darwin", "platform_system": "Darwin", "platform_machine": "arm64", "os_name": "posix"},
+        {"sys_platform": "win32", "platform_system": "Windows", "platform_machine": "AMD64", "os_name": "nt"},
+    ):
         names = locked(platform)
         assert "torch" in names and not [n for n in names if CUDA.match(n)], platform
 
@@ -79,8 +79,7 @@ def test_this_environment_is_the_lock():
     """What is installed is what the lock pins for this platform (so setup re-installs nothing)."""
     pins = locked()
     for name in ("requirements-nodeps.txt",):
-        pins.update({canonicalize_name(r.name): next(iter(r.specifier)).version
-                     for r in requirements(ROOT / name)})
+        pins.update({canonicalize_name(r.name): next(iter(r.specifier)).version for r in requirements(ROOT / name)})
     wrong, missing = [], []
     for name, version in sorted(pins.items()):
         try:

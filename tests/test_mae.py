@@ -70,12 +70,17 @@ def test_norm_pix_loss_by_hand_on_masked_patches_only():
     cfg = ViTConfig(img_size=4, patch_size=2, in_chans=2, embed_dim=8, depth=1, num_heads=2, pos_embed="sincos2d")
     mae = MaskedAutoencoder(cfg, decoder_dim=4, decoder_depth=1, decoder_heads=1, norm_pix_loss=True)
     # 2 images, 2 channels, a 2x2 grid of 2x2 patches; pixel (b, c, y, x) = a value that differs everywhere
-    images = torch.tensor([[[[(b + 1) * (1 + c) * (y * 4 + x) ** 1.5 - 3 * c for x in range(4)] for y in range(4)]
-                            for c in range(2)] for b in range(2)])
+    images = torch.tensor(
+        [
+            [[[(b + 1) * (1 + c) * (y * 4 + x) ** 1.5 - 3 * c for x in range(4)] for y in range(4)] for c in range(2)]
+            for b in range(2)
+        ]
+    )
     mask = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0]])  # 3 hidden patches in all
     # a prediction per patch, written in MAE's pixel order within a patch: row, column, channel fastest
-    pred = torch.tensor([[[0.1 * (n + 1) * ((-1) ** k) + 0.05 * k for k in range(8)] for n in range(4)]
-                         for b in range(2)])
+    pred = torch.tensor(
+        [[[0.1 * (n + 1) * ((-1) ** k) + 0.05 * k for k in range(8)] for n in range(4)] for b in range(2)]
+    )
     pred[mask == 0] += 100.0  # visible patches: far off, yet they must not count
 
     def patch_pixels(b, n):  # patch n in raster order: rows 2 * (n // 2) .., columns 2 * (n % 2) ..
@@ -96,6 +101,13 @@ def test_norm_pix_loss_by_hand_on_masked_patches_only():
     assert_close(mae.loss(images, pred, mask), torch.tensor(expected), reduction=2 * 4 * 8)
     # without norm_pix_loss the target is the raw pixels
     mae.norm_pix_loss = False
-    raw = sum(sum((p - t) ** 2 for p, t in zip(pred[b, n].tolist(), patch_pixels(b, n))) / 8
-              for b in range(2) for n in range(4) if mask[b, n] == 1) / 3
+    raw = (
+        sum(
+            sum((p - t) ** 2 for p, t in zip(pred[b, n].tolist(), patch_pixels(b, n))) / 8
+            for b in range(2)
+            for n in range(4)
+            if mask[b, n] == 1
+        )
+        / 3
+    )
     assert_close(mae.loss(images, pred, mask), torch.tensor(raw), reduction=2 * 4 * 8)

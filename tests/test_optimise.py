@@ -38,9 +38,19 @@ def test_optimise_equals_adamw_and_the_schedule_by_hand():
         opt.step()
     model = _model()
     seen: list[tuple[int, float]] = []
-    losses = optimise(model, lambda b: F.cross_entropy(model(x[b]), y[b]), batches, steps, lr,
-                      weight_decay=wd, warmup_steps=warm, min_lr=min_lr, clip_grad=clip,
-                      on_step=lambda s, loss: seen.append((s, loss)), progress=False)
+    losses = optimise(
+        model,
+        lambda b: F.cross_entropy(model(x[b]), y[b]),
+        batches,
+        steps,
+        lr,
+        weight_decay=wd,
+        warmup_steps=warm,
+        min_lr=min_lr,
+        clip_grad=clip,
+        on_step=lambda s, loss: seen.append((s, loss)),
+        progress=False,
+    )
     assert len(losses) == steps and [s for s, _ in seen] == list(range(steps))  # the batches were repeated
     assert [loss for _, loss in seen] == losses
     for (name, a), b in zip(ref.state_dict().items(), model.state_dict().values()):

@@ -7,13 +7,7 @@ from vitcore import grid_size, num_patches, patchify, unpatchify
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    b=st.integers(1, 3),
-    c=st.integers(1, 4),
-    p=st.integers(1, 8),
-    gh=st.integers(1, 6),
-    gw=st.integers(1, 6),
-)
+@given(b=st.integers(1, 3), c=st.integers(1, 4), p=st.integers(1, 8), gh=st.integers(1, 6), gw=st.integers(1, 6))
 def test_unpatchify_inverts_patchify(b, c, p, gh, gw):
     x = torch.randn(b, c, gh * p, gw * p)
     tokens = patchify(x, p)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vitcore import ViTConfig, VisionTransformer
+from vitcore import VisionTransformer, ViTConfig
 from vitcore.prune import (
     PatchDropout,
     cls_attention_scores,
@@ -11,7 +11,6 @@ from vitcore.prune import (
     select_tokens,
 )
 from vitcore.tolerance import assert_close, is_close
-
 
 # Widest product: the MLP (32 -> 128); three blocks.
 SIZE = dict(reduction=32 * 4, depth=3)

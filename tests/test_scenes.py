@@ -4,9 +4,7 @@ import torch
 
 from vitcore.assets import find_stamps
 from vitcore.data import load_fashion_mnist
-from vitcore.scenes import (
-    COLOURS, ObjectSpec, SceneComposer, caption, load_stamps, object_phrase, referring_expression,
-)
+from vitcore.scenes import COLOURS, ObjectSpec, SceneComposer, caption, load_stamps, object_phrase, referring_expression
 from vitcore.tolerance import assert_close, is_close
 
 
@@ -69,8 +67,9 @@ def test_pixels_are_tinted_with_the_named_colour(items):
 
 
 def test_overlap_keeps_boxes_of_visible_pixels(items, stamps):
-    comp = SceneComposer(*items, stamps=stamps, canvas_size=32, object_size=(16, 24), allow_overlap=True,
-                         background="gravel")
+    comp = SceneComposer(
+        *items, stamps=stamps, canvas_size=32, object_size=(16, 24), allow_overlap=True, background="gravel"
+    )
     s = comp.sample(30, num_objects=4, seed=1)
     _check_boxes_and_masks(s)
     assert (s.labels >= 10).any() and (s.colours[s.labels >= 10] == -1).all()  # stamps keep their colours
@@ -95,18 +94,29 @@ def test_combos_and_distinct(items):
 
 def test_fixed_positions_and_language(items):
     comp = SceneComposer(*items, canvas_size=(32, 64), object_size=(16, 24), colours=("red", "blue"))
-    s = comp.compose([[ObjectSpec(label=5, colour=0, size=24, xy=(36, 4)),
-                       ObjectSpec(label=8, colour=1, size=24, xy=(2, 4))]])
+    s = comp.compose(
+        [[ObjectSpec(label=5, colour=0, size=24, xy=(36, 4)), ObjectSpec(label=8, colour=1, size=24, xy=(2, 4))]]
+    )
     assert s.boxes[0, 0, 0] == 36 and s.boxes[0, 1, 0] == 2  # the sprite is cropped tight, so xy is the box corner
     assert caption(s, 0) == "a blue bag left of a red sandal"
-    assert caption(s, 0, np.random.default_rng(1)) in ("a blue bag left of a red sandal", "a red sandal right of a blue bag")
+    assert caption(s, 0, np.random.default_rng(1)) in (
+        "a blue bag left of a red sandal",
+        "a red sandal right of a blue bag",
+    )
     assert object_phrase(s, 0, 0, article="the") == "the red sandal"
     assert referring_expression(s, 0, 0) == "the sandal"
     # two bags: colour or side disambiguates
-    s = comp.compose([[ObjectSpec(label=8, colour=0, size=20, xy=(40, 2)), ObjectSpec(label=8, colour=1, size=20, xy=(2, 2))],
-                      [ObjectSpec(label=8, colour=0, size=20, xy=(40, 2)), ObjectSpec(label=8, colour=0, size=20, xy=(2, 2))]])
+    s = comp.compose(
+        [
+            [ObjectSpec(label=8, colour=0, size=20, xy=(40, 2)), ObjectSpec(label=8, colour=1, size=20, xy=(2, 2))],
+            [ObjectSpec(label=8, colour=0, size=20, xy=(40, 2)), ObjectSpec(label=8, colour=0, size=20, xy=(2, 2))],
+        ]
+    )
     assert referring_expression(s, 0, 0) == "the red bag"
-    assert referring_expression(s, 1, 0) == "the bag on the right" and referring_expression(s, 1, 1) == "the bag on the left"
+    assert (
+        referring_expression(s, 1, 0) == "the bag on the right"
+        and referring_expression(s, 1, 1) == "the bag on the left"
+    )
     with pytest.raises(ValueError, match="no object 5"):
         referring_expression(s, 0, 5)
 

@@ -13,10 +13,30 @@ from vitcore.dino import pretrain as dino_pretrain
 from vitcore.mae import MaskedAutoencoder
 from vitcore.mae import pretrain as mae_pretrain
 
-BACKBONE = dict(img_size=28, patch_size=7, in_chans=1, num_classes=0, embed_dim=32, depth=2, num_heads=2,
-                mlp_ratio=2.0, dynamic_img_size=True, global_pool="avg")
-ENCODER = dict(img_size=28, patch_size=7, in_chans=1, num_classes=0, embed_dim=32, depth=2, num_heads=2,
-               mlp_ratio=2.0, pos_embed="sincos2d", global_pool="avg")
+BACKBONE = dict(
+    img_size=28,
+    patch_size=7,
+    in_chans=1,
+    num_classes=0,
+    embed_dim=32,
+    depth=2,
+    num_heads=2,
+    mlp_ratio=2.0,
+    dynamic_img_size=True,
+    global_pool="avg",
+)
+ENCODER = dict(
+    img_size=28,
+    patch_size=7,
+    in_chans=1,
+    num_classes=0,
+    embed_dim=32,
+    depth=2,
+    num_heads=2,
+    mlp_ratio=2.0,
+    pos_embed="sincos2d",
+    global_pool="avg",
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +66,44 @@ def _stop_at(epoch_to_stop):
 
 def test_dino_resumes_to_the_same_weights(images, tmp_path):
     student, teacher = _dino_pair()
-    log = dino_pretrain(student, teacher, images, steps=12, batch_size=64, jitter=0.4, progress=False,
-                        on_epoch=_stop_at(-1), state_path=tmp_path / "a.pt")
+    log = dino_pretrain(
+        student,
+        teacher,
+        images,
+        steps=12,
+        batch_size=64,
+        jitter=0.4,
+        progress=False,
+        on_epoch=_stop_at(-1),
+        state_path=tmp_path / "a.pt",
+    )
     assert len(log) == 12 and [r["epoch"]["acc"] for r in log if "epoch" in r] == [0.0, 1.0, 2.0]
     s2, t2 = _dino_pair()
     with pytest.raises(Stop):  # dies at the end of the second epoch, after the first epoch's state was saved
-        dino_pretrain(s2, t2, images, steps=12, batch_size=64, jitter=0.4, progress=False,
-                      on_epoch=_stop_at(1), state_path=tmp_path / "b.pt")
+        dino_pretrain(
+            s2,
+            t2,
+            images,
+            steps=12,
+            batch_size=64,
+            jitter=0.4,
+            progress=False,
+            on_epoch=_stop_at(1),
+            state_path=tmp_path / "b.pt",
+        )
     assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 4
     s3, t3 = _dino_pair()
-    resumed = dino_pretrain(s3, t3, images, steps=12, batch_size=64, jitter=0.4, progress=False,
-                            on_epoch=_stop_at(-1), state_path=tmp_path / "b.pt")
+    resumed = dino_pretrain(
+        s3,
+        t3,
+        images,
+        steps=12,
+        batch_size=64,
+        jitter=0.4,
+        progress=False,
+        on_epoch=_stop_at(-1),
+        state_path=tmp_path / "b.pt",
+    )
     assert [r["loss"] for r in resumed] == [r["loss"] for r in log]
     for (k, a), b in zip(teacher.state_dict().items(), t3.state_dict().values()):
         assert torch.equal(a, b), f"teacher {k} differs after resuming"  # same kernels, same order
@@ -89,11 +136,13 @@ def test_mae_resumes_to_the_same_weights(images, tmp_path):
     log = mae_pretrain(straight, images, steps=12, batch_size=64, progress=False)
     partial = model()
     with pytest.raises(Stop):
-        mae_pretrain(partial, images, steps=12, batch_size=64, progress=False, on_epoch=_stop_at(1),
-                     state_path=tmp_path / "m.pt")
+        mae_pretrain(
+            partial, images, steps=12, batch_size=64, progress=False, on_epoch=_stop_at(1), state_path=tmp_path / "m.pt"
+        )
     resumed = model()
-    log2 = mae_pretrain(resumed, images, steps=12, batch_size=64, progress=False, on_epoch=_stop_at(-1),
-                        state_path=tmp_path / "m.pt")
+    log2 = mae_pretrain(
+        resumed, images, steps=12, batch_size=64, progress=False, on_epoch=_stop_at(-1), state_path=tmp_path / "m.pt"
+    )
     assert [r["loss"] for r in log2] == [r["loss"] for r in log]
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), f"{k} differs after resuming"

@@ -79,12 +79,13 @@ def test_complete_install_writes_the_stamp_and_a_second_run_installs_nothing(rep
     assert res.returncode == 0, res.stderr
     assert "WARNING: Location" not in res.stdout + res.stderr  # this machine's notes are filtered
     stamp = repo / ".venv" / ".vitcore-setup-stamp"
-    digest = hashlib.sha256(b"".join((repo / f).read_bytes() for f in
-                                     ("requirements.txt", "requirements-nodeps.txt", "pyproject.toml"))).hexdigest()
+    digest = hashlib.sha256(
+        b"".join((repo / f).read_bytes() for f in ("requirements.txt", "requirements-nodeps.txt", "pyproject.toml"))
+    ).hexdigest()
     assert stamp.read_text().strip() == digest
     first = calls(repo)
-    assert any("-m pip install -q -r requirements.txt" in c for c in first)
-    assert any("-m pip install -q --no-deps -e ." in c for c in first)
+    assert any("-m pip install -q --no-compile -r requirements.txt" in c for c in first)
+    assert any("-m pip install -q --no-compile --no-deps -e ." in c for c in first)
     assert first[-3:-1] == ["-m vitcore.assets fetch", "-m vitcore.doctor --quiet"]  # data, then the doctor
     res = setup(repo)
     assert res.returncode == 0 and not any("pip" in c for c in calls(repo))
@@ -126,8 +127,12 @@ def system_packages(tmp_path: Path, tools: dict[str, str], **env: str) -> tuple[
     for name, body in tools.items():
         (stub / name).write_text(f"#!{BASH}\n{body}\n")
         (stub / name).chmod(0o755)
-    res = subprocess.run([BASH, str(ROOT / ".ci" / "system_packages.sh")], capture_output=True, text=True,
-                         env={"PATH": str(stub), "APT_LOG": str(log), **env})
+    res = subprocess.run(
+        [BASH, str(ROOT / ".ci" / "system_packages.sh")],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(stub), "APT_LOG": str(log), **env},
+    )
     return res, log.read_text() if log.exists() else ""
 
 
@@ -159,8 +164,7 @@ def test_root_installs_only_what_is_missing_and_a_failure_is_not_fatal(tmp_path)
 
 
 def test_passwordless_sudo_is_used(tmp_path):
-    res, log = system_packages(tmp_path, {"id": "echo 1000", "apt-get": APT, "dpkg": DPKG, "sudo": SUDO},
-                               SUDO_RC="0")
+    res, log = system_packages(tmp_path, {"id": "echo 1000", "apt-get": APT, "dpkg": DPKG, "sudo": SUDO}, SUDO_RC="0")
     assert res.returncode == 0 and log.splitlines() == ["sudo:", "apt-get install -y -q chromium"]
 
 

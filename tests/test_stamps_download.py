@@ -101,12 +101,17 @@ def test_download_unpacks_pictures_and_captions_once(server, no_stamps):
     with pytest.raises(ValueError, match="no Tux Paint stamps found.*vitcore.assets fetch"):
         load_stamps()
     # The first address is dead; the download moves on to the second.
-    got = download_stamps(urls=["http://127.0.0.1:9/x.tar.gz", url + assets.STAMPS_ARCHIVE],
-                          size=SIZE, sha256=SHA, quiet=True)
+    got = download_stamps(
+        urls=["http://127.0.0.1:9/x.tar.gz", url + assets.STAMPS_ARCHIVE], size=SIZE, sha256=SHA, quiet=True
+    )
     assert got == no_stamps / "tuxpaint-stamps" == find_stamps()
     files = sorted(p.relative_to(got).as_posix() for p in got.rglob("*") if p.is_file())
-    assert files == [assets._COMPLETE, "animals/amphibians/frog-1.png", "animals/amphibians/frog-1.txt",
-                     "food/apple.png"]  # no sound, no link, nothing outside the folder
+    assert files == [
+        assets._COMPLETE,
+        "animals/amphibians/frog-1.png",
+        "animals/amphibians/frog-1.txt",
+        "food/apple.png",
+    ]  # no sound, no link, nothing outside the folder
     assert not (no_stamps.parent / "escape.png").exists() and not (no_stamps / "escape.png").exists()
     assert _leftovers(no_stamps) == ["tuxpaint-stamps"]  # archive and work folder gone
     stamps = load_stamps()  # the default root is the downloaded folder

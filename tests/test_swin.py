@@ -52,8 +52,9 @@ def test_shift_mask_blocks_exactly_cross_region_pairs():
 def test_window_attention_mask_isolates_regions():
     attn = WindowAttention(dim=8, window=2, num_heads=2)
     x = torch.randn(1, 4, 8)
-    mask = torch.tensor([[True, True, False, False], [True, True, False, False],
-                         [False, False, True, True], [False, False, True, True]])[None]
+    mask = torch.tensor(
+        [[True, True, False, False], [True, True, False, False], [False, False, True, True], [False, False, True, True]]
+    )[None]
     out = attn(x, mask)
     x2 = x.clone()
     x2[0, 2:] += 1.0  # change tokens of the other region
@@ -66,8 +67,16 @@ def test_shifted_block_patch_merging_and_model_shapes():
     assert blk(torch.randn(2, 64, 8)).shape == (2, 64, 8)
     assert PatchMerging(8, (8, 8))(torch.randn(2, 64, 8)).shape == (2, 16, 16)
     for size in (28, 112):
-        cfg = SwinConfig(img_size=size, patch_size=size // 14 if size == 112 else 2, in_chans=1, num_classes=10,
-                         embed_dim=16, depths=(2, 2), num_heads=(2, 4), window_size=7)
+        cfg = SwinConfig(
+            img_size=size,
+            patch_size=size // 14 if size == 112 else 2,
+            in_chans=1,
+            num_classes=10,
+            embed_dim=16,
+            depths=(2, 2),
+            num_heads=(2, 4),
+            window_size=7,
+        )
         model = SwinTransformer(cfg)
         assert model(torch.randn(2, 1, size, size)).shape == (2, 10)
     with pytest.raises(ValueError, match="expected images"):
@@ -92,11 +101,27 @@ def _timm_state_dict(model: SwinTransformer) -> dict[str, torch.Tensor]:
     "cfg",
     [
         # chapter 15's model: a 14x14 grid in 7x7 windows (shifted by 3), then one 7x7 window
-        SwinConfig(img_size=28, patch_size=2, in_chans=1, num_classes=10, embed_dim=32, depths=(2, 2),
-                   num_heads=(2, 4), window_size=7),
+        SwinConfig(
+            img_size=28,
+            patch_size=2,
+            in_chans=1,
+            num_classes=10,
+            embed_dim=32,
+            depths=(2, 2),
+            num_heads=(2, 4),
+            window_size=7,
+        ),
         # three stages, shifted windows in the first two, RGB input, 4x4 patches
-        SwinConfig(img_size=64, patch_size=4, in_chans=3, num_classes=5, embed_dim=24, depths=(2, 2, 2),
-                   num_heads=(2, 3, 6), window_size=4),
+        SwinConfig(
+            img_size=64,
+            patch_size=4,
+            in_chans=3,
+            num_classes=5,
+            embed_dim=24,
+            depths=(2, 2, 2),
+            num_heads=(2, 3, 6),
+            window_size=4,
+        ),
     ],
 )
 def test_forward_equals_timm_swin_with_the_same_weights(cfg):
@@ -107,9 +132,17 @@ def test_forward_equals_timm_swin_with_the_same_weights(cfg):
     model = SwinTransformer(cfg).eval()
     for p in model.parameters():  # no zero-initialised tensor may hide a wrong mapping
         torch.nn.init.normal_(p, std=0.2)
-    ref = TimmSwin(img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans,
-                   num_classes=cfg.num_classes, embed_dim=cfg.embed_dim, depths=cfg.depths,
-                   num_heads=cfg.num_heads, window_size=cfg.window_size, drop_path_rate=0.0).eval()
+    ref = TimmSwin(
+        img_size=cfg.img_size,
+        patch_size=cfg.patch_size,
+        in_chans=cfg.in_chans,
+        num_classes=cfg.num_classes,
+        embed_dim=cfg.embed_dim,
+        depths=cfg.depths,
+        num_heads=cfg.num_heads,
+        window_size=cfg.window_size,
+        drop_path_rate=0.0,
+    ).eval()
     missing, unexpected = ref.load_state_dict(_timm_state_dict(model), strict=True)
     assert not missing and not unexpected
     x = torch.randn(2, cfg.in_chans, cfg.img_size, cfg.img_size)
@@ -147,8 +180,9 @@ def test_swin_stage_alternates_shifts_and_merges_after_its_blocks():
     # Swin (Liu et al., 2021, Fig. 3 and the official BasicLayer): a stage is blocks with W-MSA and
     # SW-MSA alternating (shift = window // 2 in every second block), then patch merging.
     torch.manual_seed(0)
-    stage = SwinStage(dim=4, grid=(4, 4), depth=3, num_heads=2, window=2, downsample=True,
-                      drop_paths=[0.0, 0.0, 0.0]).eval()
+    stage = SwinStage(
+        dim=4, grid=(4, 4), depth=3, num_heads=2, window=2, downsample=True, drop_paths=[0.0, 0.0, 0.0]
+    ).eval()
     assert [blk.shift for blk in stage.blocks] == [0, 1, 0]
     x = torch.randn(2, 16, 4)
     out = stage(x)
@@ -159,13 +193,27 @@ def test_swin_stage_alternates_shifts_and_merges_after_its_blocks():
     # patch merging by hand: the 2x2 group at rows 2i, 2i+1 and columns 2j, 2j+1 of the 4x4 grid,
     # concatenated as (top left, bottom left, top right, bottom right), then LayerNorm and the reduction
     grid = y.reshape(2, 4, 4, 4)
-    groups = torch.stack([torch.cat([grid[:, 2 * i, 2 * j], grid[:, 2 * i + 1, 2 * j],
-                                     grid[:, 2 * i, 2 * j + 1], grid[:, 2 * i + 1, 2 * j + 1]], -1)
-                          for i in range(2) for j in range(2)], 1)  # (2, 4, 16)
+    groups = torch.stack(
+        [
+            torch.cat(
+                [
+                    grid[:, 2 * i, 2 * j],
+                    grid[:, 2 * i + 1, 2 * j],
+                    grid[:, 2 * i, 2 * j + 1],
+                    grid[:, 2 * i + 1, 2 * j + 1],
+                ],
+                -1,
+            )
+            for i in range(2)
+            for j in range(2)
+        ],
+        1,
+    )  # (2, 4, 16)
     mu = groups.mean(-1, keepdim=True)
     var = ((groups - mu) ** 2).mean(-1, keepdim=True)
-    normed = (groups - mu) / (var + stage.downsample.norm.eps).sqrt() * stage.downsample.norm.weight \
-        + stage.downsample.norm.bias
+    normed = (groups - mu) / (
+        var + stage.downsample.norm.eps
+    ).sqrt() * stage.downsample.norm.weight + stage.downsample.norm.bias
     expected = normed @ stage.downsample.reduction.weight.T
     assert_close(out, expected, reduction=16)  # the blocks ran the same code; the merge sums 16 channels
     last = SwinStage(dim=4, grid=(4, 4), depth=2, num_heads=2, window=2, downsample=False, drop_paths=[0.0, 0.0])

@@ -55,8 +55,16 @@ def _train(small_data, epochs=4, **kw):
     seed_everything(0)
     model = tiny_vit()
     loader = TensorLoader(x, y, batch_size=32, shuffle=True, augment=False, drop_last=True, seed=0)
-    hist = fit(model, loader, epochs=epochs, lr=1e-2, progress=False, device="cpu",
-               eval_loader=TensorLoader(xt, yt, batch_size=250), **kw)
+    hist = fit(
+        model,
+        loader,
+        epochs=epochs,
+        lr=1e-2,
+        progress=False,
+        device="cpu",
+        eval_loader=TensorLoader(xt, yt, batch_size=250),
+        **kw,
+    )
     return model, hist
 
 

@@ -36,13 +36,33 @@ from babel.messages.catalog import Catalog  # noqa: E402
 LANG = "zh_CN"
 # Every document of the book is translated (since 2026-12-06); the list may only grow.
 TRANSLATED_AT_LEAST = {
-    "book/intro", "book/how_to_use", "book/notation", "book/glossary_zh", "book/multi_gpu",
-    "book/api", "book/bibliography",
-    *(f"notebooks/{n}" for n in (
-        "01_patches", "02_embeddings", "03_attention", "04_vit", "05_training", "06_deit",
-        "07_attention_maps", "08_adaptation", "09_clip", "10_mae", "11_dino", "12_vlm",
-        "13_grounding", "14_efficiency", "15_dense_swin",
-    )),
+    "book/intro",
+    "book/how_to_use",
+    "book/notation",
+    "book/glossary_zh",
+    "book/multi_gpu",
+    "book/api",
+    "book/bibliography",
+    *(
+        f"notebooks/{n}"
+        for n in (
+            "01_patches",
+            "02_embeddings",
+            "03_attention",
+            "04_vit",
+            "05_training",
+            "06_deit",
+            "07_attention_maps",
+            "08_adaptation",
+            "09_clip",
+            "10_mae",
+            "11_dino",
+            "12_vlm",
+            "13_grounding",
+            "14_efficiency",
+            "15_dense_swin",
+        )
+    ),
 }
 EXTRACTION_BUDGET_S = 300  # about 40 s on an idle 2-core machine; a loaded one is slower
 
@@ -67,23 +87,32 @@ def test_every_message_of_a_translated_document_is_translated(pots):
     listed = bilingual.translated_docs(LANG)
     assert set(listed) <= set(pots), f"not in the book: {sorted(set(listed) - set(pots))}"
     problems = po.check(pots, LANG, listed)
-    hint = ("\nRun `python locales/po.py update`, translate the empty and fuzzy entries of "
-            "locales/zh_CN/LC_MESSAGES/<doc>.po (and drop their fuzzy flags).")
+    hint = (
+        "\nRun `python locales/po.py update`, translate the empty and fuzzy entries of "
+        "locales/zh_CN/LC_MESSAGES/<doc>.po (and drop their fuzzy flags)."
+    )
     assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(map(str, problems[:40])) + hint
 
 
 def test_no_catalogue_is_left_for_a_document_that_is_gone(pots):
     catalogues = sorted((LOCALES / LANG / "LC_MESSAGES").rglob("*.po"))
-    stale = [p for p in catalogues
-             if p.relative_to(LOCALES / LANG / "LC_MESSAGES").with_suffix("").as_posix() not in pots]
+    stale = [
+        p for p in catalogues if p.relative_to(LOCALES / LANG / "LC_MESSAGES").with_suffix("").as_posix() not in pots
+    ]
     assert not stale, stale
 
 
 def _small_book(tmp: Path, doc: str = "book/how_to_use") -> Path:
     """A temporary copy of the book holding one document, its .po and the build machinery."""
     book = tmp / "book_copy"
-    for rel in ["_config.yml", "book/references.bib", f"{doc}.md", "locales/bilingual.py",
-                "locales/build_edition.py", f"locales/{LANG}/LC_MESSAGES/{doc}.po"]:
+    for rel in [
+        "_config.yml",
+        "book/references.bib",
+        f"{doc}.md",
+        "locales/bilingual.py",
+        "locales/build_edition.py",
+        f"locales/{LANG}/LC_MESSAGES/{doc}.po",
+    ]:
         (book / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, book / rel)
     (book / "_toc.yml").write_text(f"format: jb-book\nroot: {doc}\n")
@@ -132,33 +161,74 @@ def test_the_check_fails_when_an_english_paragraph_is_added(tmp_path):
 def test_glued_numbers_show_in_translated_text(tmp_path):
     """A {glue:text} role in a translated paragraph shows the notebook's value, as in English."""
     book = tmp_path / "glue_book"
-    for rel in ["_config.yml", "book/references.bib", "locales/bilingual.py", "locales/build_edition.py",
-                "book/_templates/lang-switch.html"]:
+    for rel in [
+        "_config.yml",
+        "book/references.bib",
+        "locales/bilingual.py",
+        "locales/build_edition.py",
+        "book/_templates/lang-switch.html",
+    ]:
         (book / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, book / rel)
     (book / "_toc.yml").write_text("format: jb-book\nroot: notebooks/g\n")
     record = "application/papermill.record/"  # how myst_nb.glue stores a value it does not display
-    outputs = [{"output_type": "display_data", "data": {record + "text/plain": value},
-                "metadata": {"scrapbook": {"mime_prefix": record, "name": key}}}
-               for key, value in [("n", "42.0"), ("w", "'unseen 38%'")]]
-    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {
-                    "display_name": "Python 3", "language": "python", "name": "python3"}},
-                "cells": [{"cell_type": "markdown", "id": "m", "metadata": {}, "source":
-                           "# Glue\n\nThe answer is {glue:text}`n:.1f` and then {glue:text}`w`."},
-                          {"cell_type": "code", "id": "c", "metadata": {}, "execution_count": 1,
-                           "source": "glue('n', 42.0); glue('w', 'unseen 38%')", "outputs": outputs}]}
+    outputs = [
+        {
+            "output_type": "display_data",
+            "data": {record + "text/plain": value},
+            "metadata": {"scrapbook": {"mime_prefix": record, "name": key}},
+        }
+        for key, value in [("n", "42.0"), ("w", "'unseen 38%'")]
+    ]
+    notebook = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+        "cells": [
+            {
+                "cell_type": "markdown",
+                "id": "m",
+                "metadata": {},
+                "source": "# Glue\n\nThe answer is {glue:text}`n:.1f` and then {glue:text}`w`.",
+            },
+            {
+                "cell_type": "code",
+                "id": "c",
+                "metadata": {},
+                "execution_count": 1,
+                "source": "glue('n', 42.0); glue('w', 'unseen 38%')",
+                "outputs": outputs,
+            },
+        ],
+    }
     (book / "notebooks").mkdir()
     (book / "notebooks" / "g.ipynb").write_text(json.dumps(notebook))
     catalog = Catalog(locale=LANG, domain="notebooks/g")
     catalog.add("Glue", "粘贴")
-    catalog.add("The answer is {glue:text}`n:.1f` and then {glue:text}`w`.",
-                "答案是 {glue:text}`n:.1f`，然后是 {glue:text}`w`。")
+    catalog.add(
+        "The answer is {glue:text}`n:.1f` and then {glue:text}`w`.",
+        "答案是 {glue:text}`n:.1f`，然后是 {glue:text}`w`。",
+    )
     po.write_catalog(catalog, po.po_path(LANG, "notebooks/g", book / "locales"))
     (book / "locales" / LANG / "TRANSLATED").write_text("notebooks/g\n")
 
     out = book / "_build" / "zh" / "html"
-    run = subprocess.run([sys.executable, str(book / "locales" / "build_edition.py"), "html", str(out),
-                          "--lang", LANG, "--execute", "off", "-q"], cwd=book, capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(book / "locales" / "build_edition.py"),
+            "html",
+            str(out),
+            "--lang",
+            LANG,
+            "--execute",
+            "off",
+            "-q",
+        ],
+        cwd=book,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "glue data" not in run.stderr, run.stderr[-2000:]
     text = re.sub(r"<[^>]+>", "", (out / "notebooks" / "g.html").read_text(encoding="utf-8"))

@@ -3,8 +3,8 @@ import torch
 
 from vitcore import (
     CheckpointMismatchError,
-    ViTConfig,
     VisionTransformer,
+    ViTConfig,
     count_macs,
     count_params,
     create_vit,
@@ -28,8 +28,13 @@ def small_vit(**kw):
 # Reference: timm's own models of the same sizes (ViT paper Table 1), built here on the meta
 # device (no weights, no download) with a 1000-class head (timm's ViT-H defaults to none):
 # ViT-Ti/S/B/L with 16x16 patches, ViT-H with 14x14.
-TIMM_NAMES = {"tiny": "vit_tiny_patch16_224", "small": "vit_small_patch16_224", "base": "vit_base_patch16_224",
-              "large": "vit_large_patch16_224", "huge": "vit_huge_patch14_224"}
+TIMM_NAMES = {
+    "tiny": "vit_tiny_patch16_224",
+    "small": "vit_small_patch16_224",
+    "base": "vit_base_patch16_224",
+    "large": "vit_large_patch16_224",
+    "huge": "vit_huge_patch14_224",
+}
 
 
 @pytest.mark.parametrize("name", list(TIMM_NAMES))

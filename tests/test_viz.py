@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from vitcore.tolerance import assert_close
+from vitcore.vit import VisionTransformer, ViTConfig
 from vitcore.viz import (
     attention_maps,
     attention_rollout,
@@ -10,13 +12,12 @@ from vitcore.viz import (
     pca_colors,
     upsample_map,
 )
-from vitcore.tolerance import assert_close
-from vitcore.vit import ViTConfig, VisionTransformer
 
 
 def tiny_vit():
-    return VisionTransformer(ViTConfig(img_size=16, patch_size=4, in_chans=1, num_classes=3, embed_dim=16,
-                                       depth=3, num_heads=2))
+    return VisionTransformer(
+        ViTConfig(img_size=16, patch_size=4, in_chans=1, num_classes=3, embed_dim=16, depth=3, num_heads=2)
+    )
 
 
 def test_attention_maps_shapes_and_rows_sum_to_one():

@@ -2,15 +2,16 @@ import torch
 
 from vitcore.boxes import format_box, parse_box
 from vitcore.tolerance import assert_close, is_close
-from vitcore.vit import ViTConfig, VisionTransformer
+from vitcore.vit import VisionTransformer, ViTConfig
 from vitcore.vlm import GroundingTokenizer, TinyLM, VisionLanguageModel
 
 WORDS = "find the red blue bag sandal on left right".split()
 
 
 def tiny_vlm(**kw):
-    vit = VisionTransformer(ViTConfig(img_size=16, patch_size=4, in_chans=1, num_classes=0, embed_dim=16,
-                                      depth=2, num_heads=2))
+    vit = VisionTransformer(
+        ViTConfig(img_size=16, patch_size=4, in_chans=1, num_classes=0, embed_dim=16, depth=2, num_heads=2)
+    )
     tok = GroundingTokenizer(WORDS, grid=100)
     return VisionLanguageModel(vit, TinyLM(len(tok), dim=16, depth=1, num_heads=2, max_len=64), **kw), tok
 

@@ -4,14 +4,22 @@ import multiprocessing as mp
 import pytest
 import torch
 
-from vitcore import count_params
-from vitcore import zoo
+from vitcore import count_params, zoo
 
 
 def tiny_recipe(**train):
     return dict(
-        model=dict(arch="vit", img_size=28, patch_size=7, in_chans=1, num_classes=10,
-                   embed_dim=16, depth=1, num_heads=2, mlp_ratio=2.0),
+        model=dict(
+            arch="vit",
+            img_size=28,
+            patch_size=7,
+            in_chans=1,
+            num_classes=10,
+            embed_dim=16,
+            depth=1,
+            num_heads=2,
+            mlp_ratio=2.0,
+        ),
         data=dict(dataset="fashion_mnist", n_train=200, n_test=200, batch_size=50, augment=False),
         train={"epochs": 1, "lr": 3e-3, **train},
         seed=0,

@@ -17,8 +17,14 @@ from torch import nn
 from .flops import count_params
 
 __all__ = [
-    "LoRALinear", "apply_lora", "Adapter", "MlpWithAdapter", "add_adapters", "freeze_except",
-    "tokens_after", "ViTTail",
+    "LoRALinear",
+    "apply_lora",
+    "Adapter",
+    "MlpWithAdapter",
+    "add_adapters",
+    "freeze_except",
+    "tokens_after",
+    "ViTTail",
 ]
 
 
@@ -52,7 +58,10 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def apply_lora(
-    model: nn.Module, target_modules: Iterable[str] = ("attn.qkv",), r: int = 8, alpha: float = 16.0,
+    model: nn.Module,
+    target_modules: Iterable[str] = ("attn.qkv",),
+    r: int = 8,
+    alpha: float = 16.0,
     dropout: float = 0.0,
 ) -> list[str]:
     """Wrap every ``nn.Linear`` whose name ends with a target (e.g. ``"attn.qkv"``, ``"mlp.fc1"``).

@@ -40,8 +40,18 @@ from pathlib import Path, PurePosixPath
 from .data import DataMissingError, cache_root
 
 __all__ = [
-    "STAMPS_VERSION", "STAMPS_ARCHIVE", "STAMPS_URLS", "STAMPS_SIZE", "STAMPS_SHA256", "DEBIAN_STAMP_DIR",
-    "StampsError", "stamp_dirs", "find_stamps", "stamps_download_dir", "download_stamps", "fetch_missing",
+    "STAMPS_VERSION",
+    "STAMPS_ARCHIVE",
+    "STAMPS_URLS",
+    "STAMPS_SIZE",
+    "STAMPS_SHA256",
+    "DEBIAN_STAMP_DIR",
+    "StampsError",
+    "stamp_dirs",
+    "find_stamps",
+    "stamps_download_dir",
+    "download_stamps",
+    "fetch_missing",
 ]
 
 STAMPS_VERSION = "2022.06.04"
@@ -57,7 +67,7 @@ STAMPS_SIZE = 215_615_180
 STAMPS_SHA256 = "842065576fae554358e00e51d71a492616a6490b12b592228067477c287a0bf8"
 DEBIAN_STAMP_DIR = Path("/usr/share/tuxpaint/stamps")
 _KEEP = {".png", ".txt", ".dat"}  # pictures, captions, stamp options; not the 185 MB of sound
-_COMPLETE = ".vitcore-complete"   # written last into a downloaded folder: its archive's sha256
+_COMPLETE = ".vitcore-complete"  # written last into a downloaded folder: its archive's sha256
 
 _HOW_TO_GET = (
     "Install the Debian/Ubuntu package (`sudo apt-get install tuxpaint-stamps-default`), or run "
@@ -206,8 +216,12 @@ def download_stamps(
     raise StampsError("could not download the Tux Paint stamps; tried " + "; ".join(errors) + f". {_HOW_TO_GET}")
 
 
-def fetch_missing(stamps_urls: Sequence[str] | None = None, fashion_mirrors: Sequence[str] | None = None,
-                  stamps_size: int = STAMPS_SIZE, stamps_sha256: str = STAMPS_SHA256) -> dict[str, Path]:
+def fetch_missing(
+    stamps_urls: Sequence[str] | None = None,
+    fashion_mirrors: Sequence[str] | None = None,
+    stamps_size: int = STAMPS_SIZE,
+    stamps_sha256: str = STAMPS_SHA256,
+) -> dict[str, Path]:
     """Make sure Fashion-MNIST and the stamps are on this machine: download what is missing.
 
     Returns where each was found or put. Used by ``python -m vitcore.assets fetch``.
@@ -253,8 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = int(os.environ.get("VITCORE_STAMPS_SIZE", STAMPS_SIZE))
     sha = os.environ.get("VITCORE_STAMPS_SHA256", STAMPS_SHA256)
     if (size, sha) != (STAMPS_SIZE, STAMPS_SHA256) and find_stamps() is None:
-        print(f"[vitcore] note: expecting a stamps archive of {size} bytes, sha256 {sha} (not the release's)",
-              file=sys.stderr)
+        print(
+            f"[vitcore] note: expecting a stamps archive of {size} bytes, sha256 {sha} (not the release's)",
+            file=sys.stderr,
+        )
     try:
         found = fetch_missing(_env_list("VITCORE_STAMPS_URL"), _env_list("VITCORE_FASHION_MNIST_MIRROR"), size, sha)
     except (DataMissingError, ValueError) as err:  # ValueError: a file that arrived but is corrupt

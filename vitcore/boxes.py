@@ -24,7 +24,9 @@ __all__ = [
 ]
 
 GRID = 1000  # Qwen-VL's coordinate grid
-_BOX_RE = re.compile(r"<box>\((-?\d+),(-?\d+)\),?\((-?\d+),(-?\d+)\)</box>|<box>\((-?\d+),(-?\d+),(-?\d+),(-?\d+)\)</box>")
+_BOX_RE = re.compile(
+    r"<box>\((-?\d+),(-?\d+)\),?\((-?\d+),(-?\d+)\)</box>|<box>\((-?\d+),(-?\d+),(-?\d+),(-?\d+)\)</box>"
+)
 
 
 class BoxParseError(ValueError):
@@ -100,8 +102,10 @@ def parse_box(text: str, grid: int = GRID) -> tuple[int, int, int, int]:
         raise BoxParseError(f"expected one box, found {len(matches)} in {text!r}")
     digits = [v for v in matches[0].groups() if v is not None]
     if any(len(v.lstrip("-")) > len(str(grid)) + 1 for v in digits):  # too long to be on the grid
-        raise BoxParseError(f"coordinates outside the 0..{grid} grid in {text[:80]!r}"
-                            + (f"... ({len(text)} characters)" if len(text) > 80 else ""))
+        raise BoxParseError(
+            f"coordinates outside the 0..{grid} grid in {text[:80]!r}"
+            + (f"... ({len(text)} characters)" if len(text) > 80 else "")
+        )
     values = tuple(int(v) for v in digits)
     x1, y1, x2, y2 = values
     if not all(0 <= v <= grid for v in values):

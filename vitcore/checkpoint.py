@@ -135,8 +135,7 @@ def load_weights(path: str | Path, map_location: str | torch.device = "cpu") -> 
             return load_file(str(path), device=str(map_location))
         except SafetensorError as err:
             raise ValueError(
-                f"corrupt or truncated safetensors file {path} ({_first_line(err)}); "
-                "download or copy it again"
+                f"corrupt or truncated safetensors file {path} ({_first_line(err)}); download or copy it again"
             ) from err
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)

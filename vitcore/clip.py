@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .block import Block
-from .vit import ViTConfig, VisionTransformer
+from .vit import VisionTransformer, ViTConfig
 
 __all__ = [
     "ClipTokenizer",
@@ -85,7 +85,9 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tens
     (image -> text) and columns (text -> image) with the diagonal as targets.
     """
     if image_emb.shape != text_emb.shape:
-        raise ValueError(f"image and text embeddings differ in shape: {tuple(image_emb.shape)} vs {tuple(text_emb.shape)}")
+        raise ValueError(
+            f"image and text embeddings differ in shape: {tuple(image_emb.shape)} vs {tuple(text_emb.shape)}"
+        )
     logits = scale * image_emb @ text_emb.T  # (B, B)
     target = torch.arange(logits.shape[0], device=logits.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
@@ -95,7 +97,12 @@ class TextTransformer(nn.Module):
     """Causal Transformer over token ids ``(B, L)`` -> one vector per text ``(B, D)`` at the EOT token."""
 
     def __init__(
-        self, vocab_size: int, context_length: int = 32, width: int = 128, depth: int = 4, num_heads: int = 4,
+        self,
+        vocab_size: int,
+        context_length: int = 32,
+        width: int = 128,
+        depth: int = 4,
+        num_heads: int = 4,
         eot_id: int | None = None,
     ) -> None:
         super().__init__()
@@ -184,7 +191,7 @@ class CompactVocab:
         self.sot_id, self.eot_id = int(self.lookup[sot_id]), int(self.lookup[eot_id])
 
     @classmethod
-    def from_texts(cls, tokenizer: ClipTokenizer, texts: Sequence[str]) -> "CompactVocab":
+    def from_texts(cls, tokenizer: ClipTokenizer, texts: Sequence[str]) -> CompactVocab:
         return cls(tokenizer.encode(texts), tokenizer.sot_id, tokenizer.eot_id, tokenizer.vocab_size)
 
     def __len__(self) -> int:

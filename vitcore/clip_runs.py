@@ -19,11 +19,21 @@ import numpy as np
 import torch
 
 from .clip import CLIP, ClipTokenizer, CompactVocab, TextTransformer
-from .scenes import FASHION_NAMES, Scenes, SceneComposer, caption
+from .scenes import FASHION_NAMES, SceneComposer, Scenes, caption
 from .vit import ViTConfig
 
-__all__ = ["ClipData", "prompts", "clip_vocab", "build_clip", "clip_data", "encode_texts", "prep",
-           "retrieval", "zero_shot", "train_clip"]
+__all__ = [
+    "ClipData",
+    "prompts",
+    "clip_vocab",
+    "build_clip",
+    "clip_data",
+    "encode_texts",
+    "prep",
+    "retrieval",
+    "zero_shot",
+    "train_clip",
+]
 
 
 def prompts(colours: list[str] | tuple[str, ...], names: tuple[str, ...] = FASHION_NAMES) -> list[str]:
@@ -45,10 +55,23 @@ def clip_vocab(colours: list[str] | tuple[str, ...], context_length: int = 16) -
 def build_clip(spec: dict) -> CLIP:
     """A freshly initialised chapter-9 CLIP from a recipe's ``model`` part."""
     _, vocab = clip_vocab(spec["colours"], spec["context_length"])
-    vision = ViTConfig(img_size=tuple(spec["img_size"]), patch_size=spec["patch_size"], in_chans=3,
-                       embed_dim=spec["width"], depth=spec["vision_depth"], num_heads=spec["num_heads"], num_classes=0)
-    text = TextTransformer(len(vocab), context_length=spec["context_length"], width=spec["width"],
-                           depth=spec["text_depth"], num_heads=spec["num_heads"], eot_id=vocab.eot_id)
+    vision = ViTConfig(
+        img_size=tuple(spec["img_size"]),
+        patch_size=spec["patch_size"],
+        in_chans=3,
+        embed_dim=spec["width"],
+        depth=spec["vision_depth"],
+        num_heads=spec["num_heads"],
+        num_classes=0,
+    )
+    text = TextTransformer(
+        len(vocab),
+        context_length=spec["context_length"],
+        width=spec["width"],
+        depth=spec["text_depth"],
+        num_heads=spec["num_heads"],
+        eot_id=vocab.eot_id,
+    )
     return CLIP(vision, text, embed_dim=spec["embed_dim"])
 
 
@@ -76,8 +99,9 @@ def clip_data(rec: dict, quick: bool = False, held_out_only: bool = False) -> Cl
     colours = tuple(d["colours"])
     held_out = [tuple(p) for p in d["held_out"]]
     combos = [(c, k) for c in range(len(FASHION_NAMES)) for k in range(len(colours)) if (c, k) not in held_out]
-    kw = dict(canvas_size=tuple(d["canvas_size"]), object_size=tuple(d["object_size"]), colours=colours,
-              background="black")
+    kw = dict(
+        canvas_size=tuple(d["canvas_size"]), object_size=tuple(d["object_size"]), colours=colours, background="black"
+    )
     train = train_caps = None
     if not held_out_only:
         x, y = load_fashion_mnist("train")
@@ -140,12 +164,16 @@ def zero_shot(clip: CLIP, scenes: Scenes, colours: tuple[str, ...]) -> dict[str,
     pred = (clip.encode_image(prep(scenes.images).to(dev)).cpu() @ class_emb.T).argmax(1)
     truth = scenes.labels[:, 0] * len(colours) + scenes.colours[:, 0]
     n = len(colours)
-    return {"both": (pred == truth).numpy(), "item": (pred // n == truth // n).numpy(),
-            "colour": (pred % n == truth % n).numpy()}
+    return {
+        "both": (pred == truth).numpy(),
+        "item": (pred // n == truth // n).numpy(),
+        "colour": (pred % n == truth % n).numpy(),
+    }
 
 
-def train_clip(rec: dict, device: torch.device, state_path: Path | None, progress: bool = True,
-               quick: bool = False) -> tuple[CLIP, dict, dict]:
+def train_clip(
+    rec: dict, device: torch.device, state_path: Path | None, progress: bool = True, quick: bool = False
+) -> tuple[CLIP, dict, dict]:
     """Train chapter 9's CLIP recipe: ``(model, metrics, history)``: batches of pairs, the symmetric
     contrastive loss, :func:`~vitcore.grounding.optimise_indexed`'s schedule."""
     from .device import seed_everything
@@ -165,12 +193,29 @@ def train_clip(rec: dict, device: torch.device, state_path: Path | None, progres
         return clip(prep(images[b]).to(device), ids[b].to(device))
 
     t0 = time.perf_counter()
-    losses = optimise_indexed(clip, loss_of, len(images), t["batch_size"], steps, t["lr"], t["weight_decay"],
-                              rec.get("seed", 0), progress, "CLIP", t.get("decay_all", False))
+    losses = optimise_indexed(
+        clip,
+        loss_of,
+        len(images),
+        t["batch_size"],
+        steps,
+        t["lr"],
+        t["weight_decay"],
+        rec.get("seed", 0),
+        progress,
+        "CLIP",
+        t.get("decay_all", False),
+    )
     seconds = time.perf_counter() - t0
     clip = clip.cpu().eval()  # the manifest's metrics: float32 on the CPU
-    metrics: dict = {"train_seconds": seconds, "steps": steps, "n_train": len(images), "device": device.type,
-                     "final_loss": float(np.mean(losses[-50:])), "logit_scale": float(clip.logit_scale().detach())}
+    metrics: dict = {
+        "train_seconds": seconds,
+        "steps": steps,
+        "n_train": len(images),
+        "device": device.type,
+        "final_loss": float(np.mean(losses[-50:])),
+        "logit_scale": float(clip.logit_scale().detach()),
+    }
     metrics.update(retrieval(clip, data))
     for name, scenes in (("unseen", data.unseen), ("seen", data.seen)):
         for part, hits in zero_shot(clip, scenes, data.colours).items():

@@ -28,7 +28,8 @@ class BasicBlock(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.downsample = (
             nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
-            if stride != 1 or in_ch != out_ch else nn.Identity()
+            if stride != 1 or in_ch != out_ch
+            else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from .checkpoint import load_state_dict_strict
-from .vit import PRESETS, ViTConfig, VisionTransformer
+from .vit import PRESETS, VisionTransformer, ViTConfig
 
 __all__ = [
     "HF_IGNORED",
@@ -85,10 +85,15 @@ def infer_timm_config(state_dict: _StateDict, num_heads: int | None = None, **ov
     reg_tokens = state_dict["reg_token"].shape[1] if "reg_token" in state_dict else 0
     n_prefix = int(class_token) + reg_tokens
     cfg: dict[str, Any] = dict(
-        patch_size=patch, in_chans=in_chans, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+        patch_size=patch,
+        in_chans=in_chans,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
         mlp_ratio=state_dict["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim,
         qkv_bias="blocks.0.attn.qkv.bias" in state_dict,
-        class_token=class_token, reg_tokens=reg_tokens,
+        class_token=class_token,
+        reg_tokens=reg_tokens,
         global_pool="token" if class_token else "avg",
         num_classes=state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0,
         init_values=1.0 if "blocks.0.ls1.gamma" in state_dict else None,  # the value is overwritten
@@ -149,7 +154,7 @@ def _check_gelu(cfg: Any) -> None:
 
 def _strip_prefix(state_dict: _StateDict, prefix: str) -> dict[str, torch.Tensor]:
     """Drop a model prefix (``vit.``, ``dinov2.``) when present; other keys are kept as they are."""
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state_dict.items()}
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state_dict.items()}
 
 
 _EMBED_KEYS = {
@@ -246,7 +251,8 @@ def hf_vit_config(hf_config: Any, num_classes: int = 0, **overrides: Any) -> ViT
         img_size=_side(_cfg_get(hf_config, "image_size", 224)),
         patch_size=_side(_cfg_get(hf_config, "patch_size", 16)),
         in_chans=int(_cfg_get(hf_config, "num_channels", 3)),
-        num_classes=num_classes, embed_dim=d,
+        num_classes=num_classes,
+        embed_dim=d,
         depth=int(_cfg_get(hf_config, "num_hidden_layers")),
         num_heads=int(_cfg_get(hf_config, "num_attention_heads")),
         mlp_ratio=int(_cfg_get(hf_config, "intermediate_size", 4 * d)) / d,

@@ -32,15 +32,39 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = [
-    "CLASSES", "MEAN", "STD", "DEBIAN_DIR", "MIRRORS", "FILES",
-    "DataMissingError", "cache_root", "find_fashion_mnist", "download_fashion_mnist", "load_fashion_mnist",
-    "stratified_indices", "normalize", "random_crop", "random_flip", "augment_batch",
-    "TensorLoader", "FashionMNIST", "WorkerLoader", "make_loader",
+    "CLASSES",
+    "MEAN",
+    "STD",
+    "DEBIAN_DIR",
+    "MIRRORS",
+    "FILES",
+    "DataMissingError",
+    "cache_root",
+    "find_fashion_mnist",
+    "download_fashion_mnist",
+    "load_fashion_mnist",
+    "stratified_indices",
+    "normalize",
+    "random_crop",
+    "random_flip",
+    "augment_batch",
+    "TensorLoader",
+    "FashionMNIST",
+    "WorkerLoader",
+    "make_loader",
 ]
 
 CLASSES: tuple[str, ...] = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 MEAN, STD = 0.2860, 0.3530  # pixel mean and std of the 60k training images (in [0, 1])
 
@@ -53,14 +77,34 @@ MIRRORS: tuple[str, ...] = (
 
 # name -> (split, kind, count, md5 of the official .gz, sha256 of the decompressed idx bytes)
 FILES: dict[str, tuple[str, str, int, str, str]] = {
-    "train-images-idx3-ubyte.gz": ("train", "images", 60000, "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                                   "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-    "train-labels-idx1-ubyte.gz": ("train", "labels", 60000, "25c81989df183df01b3e8a0aad5dffbe",
-                                   "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-    "t10k-images-idx3-ubyte.gz": ("test", "images", 10000, "bef4ecab320f06d8554ea6380940ec79",
-                                  "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-    "t10k-labels-idx1-ubyte.gz": ("test", "labels", 10000, "bb300cfdad3c16e7a12a480ee83cd310",
-                                  "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+    "train-images-idx3-ubyte.gz": (
+        "train",
+        "images",
+        60000,
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    ),
+    "train-labels-idx1-ubyte.gz": (
+        "train",
+        "labels",
+        60000,
+        "25c81989df183df01b3e8a0aad5dffbe",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    ),
+    "t10k-images-idx3-ubyte.gz": (
+        "test",
+        "images",
+        10000,
+        "bef4ecab320f06d8554ea6380940ec79",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    ),
+    "t10k-labels-idx1-ubyte.gz": (
+        "test",
+        "labels",
+        10000,
+        "bb300cfdad3c16e7a12a480ee83cd310",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    ),
 }
 
 _HOW_TO_GET = (
@@ -183,8 +227,11 @@ def load_fashion_mnist(
         tried = ", ".join(str(d) for d in _candidate_dirs(data_dir))
         if not download:
             raise DataMissingError(f"Fashion-MNIST not found (looked in {tried}). {_HOW_TO_GET}")
-        target = Path(data_dir) if data_dir is not None else (
-            Path(os.environ["VITCORE_DATA"]) if os.environ.get("VITCORE_DATA") else _cache_dir())
+        target = (
+            Path(data_dir)
+            if data_dir is not None
+            else (Path(os.environ["VITCORE_DATA"]) if os.environ.get("VITCORE_DATA") else _cache_dir())
+        )
         root = download_fashion_mnist(target, mirrors)
     prefix = "train" if split == "train" else "t10k"
     images = _read_idx(root / f"{prefix}-images-idx3-ubyte.gz", verify)
@@ -289,7 +336,9 @@ class TensorLoader:
         randaugment: bool = False,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim not in (3, 4):
-            raise ValueError(f"images must be uint8 (N, H, W) or (N, 1, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"images must be uint8 (N, H, W) or (N, 1, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if batch_size < 1:
@@ -369,14 +418,28 @@ class WorkerLoader:
     device-aware: each pass calls :meth:`FashionMNIST.set_epoch` (new, seeded augmentations; the
     workers start afresh each pass so they see it) and moves every batch to ``device``."""
 
-    def __init__(self, dataset: FashionMNIST, batch_size: int, shuffle: bool, drop_last: bool, workers: int,
-                 device: str | torch.device = "cpu", seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: FashionMNIST,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool,
+        workers: int,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ) -> None:
         if workers < 1:
             raise ValueError(f"WorkerLoader needs workers >= 1, got {workers}; use TensorLoader without workers")
         self.dataset, self.device, self.epoch = dataset, torch.device(device), 0
-        self.loader = DataLoader(dataset, batch_size, shuffle=shuffle, num_workers=workers,
-                                 generator=torch.Generator().manual_seed(seed), drop_last=drop_last,
-                                 pin_memory=self.device.type == "cuda")
+        self.loader = DataLoader(
+            dataset,
+            batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            generator=torch.Generator().manual_seed(seed),
+            drop_last=drop_last,
+            pin_memory=self.device.type == "cuda",
+        )
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -413,13 +476,16 @@ def make_loader(
     augment = train if augment is None else augment
     if workers > 0:
         if kwargs:
-            raise TypeError(f"make_loader(workers={workers}) does not take {', '.join(sorted(kwargs))} "
-                            "(TensorLoader options); use workers=0")
+            raise TypeError(
+                f"make_loader(workers={workers}) does not take {', '.join(sorted(kwargs))} "
+                "(TensorLoader options); use workers=0"
+            )
         ds = FashionMNIST(split, n, seed, augment=augment)
         return WorkerLoader(ds, batch_size, shuffle=train, drop_last=train, workers=workers, device=device, seed=seed)
     images, labels = load_fashion_mnist(split)
     if n is not None:
         keep = stratified_indices(labels, n, seed)
         images, labels = images[keep], labels[keep]
-    return TensorLoader(images, labels, batch_size, shuffle=train, augment=augment, drop_last=train,
-                        device=device, seed=seed, **kwargs)  # type: ignore[arg-type]
+    return TensorLoader(
+        images, labels, batch_size, shuffle=train, augment=augment, drop_last=train, device=device, seed=seed, **kwargs
+    )  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from torch import nn
 
 from .embed import build_pos_embed, resample_pos_embed
 from .train import LossFn
-from .vit import ViTConfig, VisionTransformer
+from .vit import VisionTransformer, ViTConfig
 
 __all__ = ["DistilledVisionTransformer", "hard_distillation_loss"]
 

@@ -16,15 +16,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DINOHead", "DINOLoss", "ema_update", "cosine_schedule", "random_resized_crop", "MultiCrop",
-           "DINOModel", "embed", "knn_hits", "pretrain"]
+__all__ = [
+    "DINOHead",
+    "DINOLoss",
+    "ema_update",
+    "cosine_schedule",
+    "random_resized_crop",
+    "MultiCrop",
+    "DINOModel",
+    "embed",
+    "knn_hits",
+    "pretrain",
+]
 
 
 class DINOHead(nn.Module):
     """MLP -> bottleneck -> L2-normalise -> weight-normalised linear layer to ``out_dim`` logits."""
 
-    def __init__(self, in_dim: int, out_dim: int = 1024, hidden_dim: int = 256, bottleneck_dim: int = 64,
-                 nlayers: int = 3) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int = 1024, hidden_dim: int = 256, bottleneck_dim: int = 64, nlayers: int = 3
+    ) -> None:
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (nlayers - 1) + [bottleneck_dim]
         layers: list[nn.Module] = []
@@ -50,8 +61,14 @@ class DINOLoss(nn.Module):
     student view is never compared with the teacher's output for that same view.
     """
 
-    def __init__(self, out_dim: int, student_temp: float = 0.1, teacher_temp: float = 0.04,
-                 center_momentum: float = 0.9, n_global: int = 2) -> None:
+    def __init__(
+        self,
+        out_dim: int,
+        student_temp: float = 0.1,
+        teacher_temp: float = 0.04,
+        center_momentum: float = 0.9,
+        n_global: int = 2,
+    ) -> None:
         super().__init__()
         self.student_temp = student_temp
         self.teacher_temp = teacher_temp
@@ -150,9 +167,17 @@ class MultiCrop:
     torchvision's ``RandomResizedCrop`` image by image.
     """
 
-    def __init__(self, global_size: int, local_size: int, n_local: int = 4,
-                 global_scale: tuple[float, float] = (0.4, 1.0), local_scale: tuple[float, float] = (0.1, 0.4),
-                 flip: bool = True, batched: bool = False, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        global_size: int,
+        local_size: int,
+        n_local: int = 4,
+        global_scale: tuple[float, float] = (0.4, 1.0),
+        local_scale: tuple[float, float] = (0.1, 0.4),
+        flip: bool = True,
+        batched: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
         from torchvision.transforms import v2
 
         def crop(size: int, scale: tuple[float, float]) -> v2.Compose:
@@ -169,11 +194,13 @@ class MultiCrop:
     def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
         """One crop per image per view (each image draws its own crop)."""
         if self.batched:
+
             def view(size: int, scale: tuple[float, float]) -> torch.Tensor:
                 return random_resized_crop(images, size, scale, flip=self.flip, generator=self.generator)
 
             return [view(self.global_size, self.global_scale) for _ in range(2)] + [
-                view(self.local_size, self.local_scale) for _ in range(self.n_local)]
+                view(self.local_size, self.local_scale) for _ in range(self.n_local)
+            ]
 
         def per_image(t, x):  # noqa: ANN001, ANN202
             return torch.stack([t(img) for img in x])
@@ -190,8 +217,9 @@ class DINOModel(nn.Module):
     cost two forward passes, not ``2 + n_local``.
     """
 
-    def __init__(self, backbone: nn.Module, embed_dim: int, out_dim: int = 1024, hidden_dim: int = 256,
-                 bottleneck_dim: int = 64) -> None:
+    def __init__(
+        self, backbone: nn.Module, embed_dim: int, out_dim: int = 1024, hidden_dim: int = 256, bottleneck_dim: int = 64
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = DINOHead(embed_dim, out_dim=out_dim, hidden_dim=hidden_dim, bottleneck_dim=bottleneck_dim)
@@ -214,12 +242,19 @@ def embed(backbone: nn.Module, images: torch.Tensor, batch_size: int = 2000) -> 
     """Unit-length pooled features ``(N, D)`` of already normalised images ``(N, C, H, W)`` (on the CPU)."""
     backbone.eval()
     dev = next(backbone.parameters()).device
-    out = [backbone(images[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(images), batch_size)]
+    out = [backbone(images[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(images), batch_size)]
     return F.normalize(torch.cat(out), dim=-1)
 
 
-def knn_hits(bank: torch.Tensor, bank_y: torch.Tensor, query: torch.Tensor, query_y: torch.Tensor,
-             k: int = 20, temperature: float = 0.07, num_classes: int = 10) -> torch.Tensor:
+def knn_hits(
+    bank: torch.Tensor,
+    bank_y: torch.Tensor,
+    query: torch.Tensor,
+    query_y: torch.Tensor,
+    k: int = 20,
+    temperature: float = 0.07,
+    num_classes: int = 10,
+) -> torch.Tensor:
     """``(Q,)`` bool: is each query right by the weighted vote of its ``k`` nearest bank features?
 
     DINO's k-NN evaluation (after Wu et al., 2018): cosine similarity of unit-length features, each
@@ -286,10 +321,12 @@ def pretrain(
     size = images.shape[-1]
     device = next(student.parameters()).device
     crit = DINOLoss(student.head.last_layer.out_features, student_temp, teacher_temp, center_momentum).to(device)
-    crops = MultiCrop(size, local_size or size // 2, n_local, batched=True,
-                      generator=torch.Generator().manual_seed(seed))
-    opt = ScheduledAdamW(student, steps, lr, weight_decay, warmup_steps=int(warmup * steps), min_lr=min_lr,
-                         clip_grad=clip_grad)
+    crops = MultiCrop(
+        size, local_size or size // 2, n_local, batched=True, generator=torch.Generator().manual_seed(seed)
+    )
+    opt = ScheduledAdamW(
+        student, steps, lr, weight_decay, warmup_steps=int(warmup * steps), min_lr=min_lr, clip_grad=clip_grad
+    )
     order_gen = torch.Generator().manual_seed(seed + 1)
     per_epoch = len(images) // batch_size
     log: list[dict] = []
@@ -313,7 +350,7 @@ def pretrain(
         i = step % per_epoch
         if i == 0 and step > start:
             order = torch.randperm(len(images), generator=order_gen)
-        xb = images[order[i * batch_size:(i + 1) * batch_size]].to(device)  # (B, C, H, W)
+        xb = images[order[i * batch_size : (i + 1) * batch_size]].to(device)  # (B, C, H, W)
         views = crops(xb)
         if jitter > 0:
             views = [_jitter(v, jitter, crops.generator) for v in views]
@@ -329,8 +366,11 @@ def pretrain(
         ema_update(teacher, student, cosine_schedule(m0, 1.0, step, steps))
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
         mean_p = probs.mean(0)
-        record = {"loss": loss.item(), "entropy": entropy.item(),
-                  "marginal entropy": -(mean_p * mean_p.clamp_min(1e-12).log()).sum().item()}
+        record = {
+            "loss": loss.item(),
+            "entropy": entropy.item(),
+            "marginal entropy": -(mean_p * mean_p.clamp_min(1e-12).log()).sum().item(),
+        }
         log.append(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}")
         if i == per_epoch - 1 or step == steps - 1:
@@ -340,8 +380,18 @@ def pretrain(
             if state_path is not None and step < steps - 1 and i == per_epoch - 1:
                 Path(state_path).parent.mkdir(parents=True, exist_ok=True)
                 tmp = Path(f"{state_path}.tmp")
-                torch.save({"student": student.state_dict(), "teacher": teacher.state_dict(),
-                            "opt": opt.state_dict(), "center": crit.center, "step": step + 1, "log": log,
-                            "crop_rng": crops.generator.get_state(), "order_rng": order_gen.get_state()}, tmp)
+                torch.save(
+                    {
+                        "student": student.state_dict(),
+                        "teacher": teacher.state_dict(),
+                        "opt": opt.state_dict(),
+                        "center": crit.center,
+                        "step": step + 1,
+                        "log": log,
+                        "crop_rng": crops.generator.get_state(),
+                        "order_rng": order_gen.get_state(),
+                    },
+                    tmp,
+                )
                 tmp.replace(state_path)
     return log

@@ -22,8 +22,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Check", "PACKAGES", "check_python", "check_torch", "check_packages", "check_data",
-           "check_shipped", "check_pretrained", "check_cache", "check_chromium", "run_checks", "main"]
+__all__ = [
+    "Check",
+    "PACKAGES",
+    "check_python",
+    "check_torch",
+    "check_packages",
+    "check_data",
+    "check_shipped",
+    "check_pretrained",
+    "check_cache",
+    "check_chromium",
+    "run_checks",
+    "main",
+]
 
 MIN_PYTHON = (3, 10)
 REPO = Path(__file__).resolve().parents[1]  # the book's checkout, when vitcore is installed from it
@@ -166,16 +178,28 @@ def check_data() -> list[Check]:
         lines.append(Check("fashion-mnist", "OK", str(fm)))
     else:
         tried = ", ".join(str(d) for d in data._candidate_dirs(None))
-        lines.append(Check("fashion-mnist", "MISSING", f"not in {tried}; run `python -m vitcore.assets fetch` "
-                           "(downloads 30 MB once) or apt-get install dataset-fashion-mnist"))
+        lines.append(
+            Check(
+                "fashion-mnist",
+                "MISSING",
+                f"not in {tried}; run `python -m vitcore.assets fetch` "
+                "(downloads 30 MB once) or apt-get install dataset-fashion-mnist",
+            )
+        )
     st = assets.find_stamps()
     if st is not None:
         lines.append(Check("tuxpaint-stamps", "OK", str(st)))
     else:
         tried = ", ".join(str(d) for d, _ in assets.stamp_dirs())
-        lines.append(Check("tuxpaint-stamps", "MISSING", f"not in {tried}; run `python -m vitcore.assets fetch` "
-                           f"(downloads {assets.STAMPS_SIZE / 1e6:.0f} MB once) or apt-get install "
-                           "tuxpaint-stamps-default"))
+        lines.append(
+            Check(
+                "tuxpaint-stamps",
+                "MISSING",
+                f"not in {tried}; run `python -m vitcore.assets fetch` "
+                f"(downloads {assets.STAMPS_SIZE / 1e6:.0f} MB once) or apt-get install "
+                "tuxpaint-stamps-default",
+            )
+        )
     return lines
 
 
@@ -196,8 +220,11 @@ def check_shipped(folder: str | Path | None = None) -> Check:
         elif shipped.sha256_file(path) != e.get("sha256"):
             bad.append(f"{name}: sha256 differs from the manifest")
     if bad:
-        return Check("shipped checkpoints", "BAD", "; ".join(bad) + ". Reinstall vitcore (pip install -e .) "
-                     "or retrain with the command in the manifest")
+        return Check(
+            "shipped checkpoints",
+            "BAD",
+            "; ".join(bad) + ". Reinstall vitcore (pip install -e .) or retrain with the command in the manifest",
+        )
     if not entries:
         return Check("shipped checkpoints", "MISSING", f"no manifest in {root}; reinstall vitcore")
     return Check("shipped checkpoints", "OK", f"{len(entries)} verified by sha256 in {root}")
@@ -236,14 +263,26 @@ def check_chromium() -> Check:
         return Check("chromium", "OK", "/usr/bin/chromium (the browser check of the built site runs)")
     other = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     hint = f"found {other}, but the check uses /usr/bin/chromium; " if other else ""
-    return Check("chromium", "--", f"{hint}not needed to read or build the book; the test command skips its "
-                 "browser check without it (Debian/Ubuntu: apt-get install chromium)")
+    return Check(
+        "chromium",
+        "--",
+        f"{hint}not needed to read or build the book; the test command skips its "
+        "browser check without it (Debian/Ubuntu: apt-get install chromium)",
+    )
 
 
 def run_checks() -> list[Check]:
     """Every check, in the order the report prints them."""
-    lines = [check_python(), *check_torch(), *check_packages(), *check_data(), check_shipped(),
-             check_pretrained(), check_cache(), check_chromium()]
+    lines = [
+        check_python(),
+        *check_torch(),
+        *check_packages(),
+        *check_data(),
+        check_shipped(),
+        check_pretrained(),
+        check_cache(),
+        check_chromium(),
+    ]
     return lines
 
 

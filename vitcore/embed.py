@@ -14,13 +14,7 @@ from torch import nn
 
 from .patches import _pair, check_image
 
-__all__ = [
-    "PatchEmbed",
-    "sincos_pos_embed_1d",
-    "sincos_pos_embed_2d",
-    "build_pos_embed",
-    "resample_pos_embed",
-]
+__all__ = ["PatchEmbed", "sincos_pos_embed_1d", "sincos_pos_embed_2d", "build_pos_embed", "resample_pos_embed"]
 
 
 class PatchEmbed(nn.Module):

@@ -29,8 +29,17 @@ from .vit import VisionTransformer
 from .vlm import GroundingTokenizer, VisionLanguageModel
 
 __all__ = [
-    "ReferringData", "make_referring_dataset", "encode_grounding", "ground", "localisation_metrics",
-    "BoxRegressor", "box_regression_loss", "word_ids", "optimise_indexed", "train_vlm", "train_regressor",
+    "ReferringData",
+    "make_referring_dataset",
+    "encode_grounding",
+    "ground",
+    "localisation_metrics",
+    "BoxRegressor",
+    "box_regression_loss",
+    "word_ids",
+    "optimise_indexed",
+    "train_vlm",
+    "train_regressor",
     "coordinate_smoothed_loss",
 ]
 
@@ -67,8 +76,14 @@ class ReferringData:
         return tuple(self.scenes.images.shape[-2:])  # type: ignore[return-value]
 
 
-def make_referring_dataset(composer: SceneComposer, n: int, seed: int = 0, same_kind: float = 0.7,
-                           extra_objects: tuple[int, int] = (0, 1), every_object: bool = False) -> ReferringData:
+def make_referring_dataset(
+    composer: SceneComposer,
+    n: int,
+    seed: int = 0,
+    same_kind: float = 0.7,
+    extra_objects: tuple[int, int] = (0, 1),
+    every_object: bool = False,
+) -> ReferringData:
     """``n`` scenes, each with a target, a same-kind distractor (probability ``same_kind``, in another
     colour half the time, else the same colour so only its place tells them apart) and
     ``extra_objects`` (min, max) objects of other kinds. The instruction is ``"find "`` + the
@@ -130,19 +145,24 @@ def make_referring_dataset(composer: SceneComposer, n: int, seed: int = 0, same_
 
     first = keep[0][0]
     scenes = Scenes(
-        images=torch.stack([sc.images[i] for sc, i in keep]), boxes=stack("boxes", -1), labels=stack("labels", -1),
-        colours=stack("colours", -1), instance_masks=stack("instance_masks", 0),
+        images=torch.stack([sc.images[i] for sc, i in keep]),
+        boxes=stack("boxes", -1),
+        labels=stack("labels", -1),
+        colours=stack("colours", -1),
+        instance_masks=stack("instance_masks", 0),
         semantic_masks=stack("semantic_masks", 0),
         num_objects=torch.tensor([int(sc.num_objects[i]) for sc, i in keep]),
-        class_names=first.class_names, colour_names=first.colour_names,
+        class_names=first.class_names,
+        colour_names=first.colour_names,
         backgrounds=[sc.backgrounds[i] for sc, i in keep],
     )
     return ReferringData(instr, torch.stack(boxes), torch.tensor(target), torch.tensor(scene_index), scenes)
 
 
 # ----------------------------------------------------------------------------- text in, box out
-def encode_grounding(tok: GroundingTokenizer, instructions: Sequence[str], boxes: torch.Tensor | None,
-                     image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_grounding(
+    tok: GroundingTokenizer, instructions: Sequence[str], boxes: torch.Tensor | None, image_size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids ``(B, L)`` (right-padded with ``<pad>``) and the answer mask ``(B, L)``.
 
     Sequence: ``<bos> instruction <box> ( x1 , y1 , x2 , y2 ) </box> <eos>`` with the box on the
@@ -174,8 +194,14 @@ def encode_grounding(tok: GroundingTokenizer, instructions: Sequence[str], boxes
 
 
 @torch.no_grad()
-def ground(model: VisionLanguageModel, tok: GroundingTokenizer, images: torch.Tensor, instructions: Sequence[str],
-           batch_size: int = 256, features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def ground(
+    model: VisionLanguageModel,
+    tok: GroundingTokenizer,
+    images: torch.Tensor,
+    instructions: Sequence[str],
+    batch_size: int = 256,
+    features: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Greedy answers for each (image, instruction): pixel boxes ``(B, 4)`` float, a ``(B,)`` bool
     mask of answers that failed to parse (their box is all zeros) and the generated texts.
     ``features``: precomputed vision tokens ``(B, T, D_v)`` of a frozen encoder."""
@@ -194,8 +220,13 @@ def ground(model: VisionLanguageModel, tok: GroundingTokenizer, images: torch.Te
             idx = idx_all[j : j + batch_size]
             ids = torch.tensor([prompts[i] for i in idx], device=dev)
             vt = features[idx].to(dev) if features is not None else None
-            gen = model.generate(None if vt is not None else images[idx].to(dev), ids, max_new_tokens=12,
-                                 eos_id=tok.eos_id, vision_tokens=vt).cpu()
+            gen = model.generate(
+                None if vt is not None else images[idx].to(dev),
+                ids,
+                max_new_tokens=12,
+                eos_id=tok.eos_id,
+                vision_tokens=vt,
+            ).cpu()
             for i, g in zip(idx, gen):
                 texts[i] = tok.decode(g.tolist())
                 try:
@@ -214,8 +245,12 @@ def localisation_metrics(pred: torch.Tensor, target: torch.Tensor, failed: torch
     iou = box_iou(pred.float(), target.float()).masked_fill(failed, 0.0)
     ok = ~failed
     err = (pred[ok].float() - target[ok].float()).abs().mean().item() if ok.any() else float("nan")
-    return {"acc@0.5": (iou >= 0.5).float().mean().item(), "mean_iou": iou.mean().item(),
-            "corner_err_px": err, "parse_fail": failed.float().mean().item()}
+    return {
+        "acc@0.5": (iou >= 0.5).float().mean().item(),
+        "mean_iou": iou.mean().item(),
+        "corner_err_px": err,
+        "parse_fail": failed.float().mean().item(),
+    }
 
 
 # ----------------------------------------------------------------------------- regression baseline
@@ -231,8 +266,9 @@ class BoxRegressor(nn.Module):
         self.text = nn.Embedding(vocab_size, d) if vocab_size > 0 else None
         self.box_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 4))
 
-    def forward(self, images: torch.Tensor, words: torch.Tensor | None = None,
-                vision_tokens: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, words: torch.Tensor | None = None, vision_tokens: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``(B, C, H, W)`` [+ word ids ``(B, L)``, ``0`` = padding] -> pixel boxes ``(B, 4)``.
 
         ``vision_tokens`` ``(B, T, D)``: precomputed ViT output tokens (a frozen encoder); the
@@ -256,8 +292,9 @@ def _bag(bag: nn.Embedding, words: torch.Tensor) -> torch.Tensor:
     return (emb * keep).sum(1) / keep.sum(1).clamp(min=1)
 
 
-def box_regression_loss(pred: torch.Tensor, target: torch.Tensor, image_size: tuple[int, int],
-                        giou_weight: float = 1.0) -> torch.Tensor:
+def box_regression_loss(
+    pred: torch.Tensor, target: torch.Tensor, image_size: tuple[int, int], giou_weight: float = 1.0
+) -> torch.Tensor:
     """L1 on coordinates normalised to [0, 1] plus ``giou_weight * (1 - GIoU)``, averaged."""
     h, w = image_size
     scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=pred.device)
@@ -265,8 +302,9 @@ def box_regression_loss(pred: torch.Tensor, target: torch.Tensor, image_size: tu
     return l1 + giou_weight * (1 - generalized_box_iou(pred, target.float())).mean()
 
 
-def coordinate_smoothed_loss(logits: torch.Tensor, target: torch.Tensor, tok: GroundingTokenizer,
-                             sigma: float = 0.0) -> torch.Tensor:
+def coordinate_smoothed_loss(
+    logits: torch.Tensor, target: torch.Tensor, tok: GroundingTokenizer, sigma: float = 0.0
+) -> torch.Tensor:
     """Next-token cross-entropy where a coordinate token's target is a Gaussian over its
     neighbours on the grid (std ``sigma`` grid steps) instead of one-hot, so that "23" for "24"
     costs less than "5" for "24"; other tokens keep one-hot targets. ``logits`` ``(B, L, V)``,
@@ -289,22 +327,55 @@ def coordinate_smoothed_loss(logits: torch.Tensor, target: torch.Tensor, tok: Gr
 
 
 # ----------------------------------------------------------------------------- training loops
-def optimise_indexed(model: nn.Module, loss_of: Callable[[torch.Tensor], torch.Tensor], n: int, batch_size: int,
-                 steps: int, lr: float, weight_decay: float, seed: int, progress: bool, desc: str,
-                 decay_all: bool = False) -> list[float]:
+def optimise_indexed(
+    model: nn.Module,
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    batch_size: int,
+    steps: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    progress: bool,
+    desc: str,
+    decay_all: bool = False,
+) -> list[float]:
     """The schedule of the chapter 9, 12 and 13 runs: :func:`~vitcore.train.optimise` over shuffled
     whole batches of ``n`` examples (:class:`~vitcore.train.IndexBatches`), warmup for a tenth of the
     steps, cosine down to ``lr / 20``, gradients clipped at norm 1. ``loss_of(batch_indices)``
     gives the loss. Returns the loss of every step."""
-    return optimise(model, loss_of, IndexBatches(n, batch_size, seed), steps, lr, weight_decay=weight_decay,
-                    warmup_steps=max(1, steps // 10), min_lr=lr / 20, clip_grad=1.0, decay_all=decay_all,
-                    progress=progress, desc=desc)
+    return optimise(
+        model,
+        loss_of,
+        IndexBatches(n, batch_size, seed),
+        steps,
+        lr,
+        weight_decay=weight_decay,
+        warmup_steps=max(1, steps // 10),
+        min_lr=lr / 20,
+        clip_grad=1.0,
+        decay_all=decay_all,
+        progress=progress,
+        desc=desc,
+    )
 
 
-def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: ReferringData, epochs: int = 4,
-              batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 0.05, seed: int = 0,
-              progress: bool = True, desc: str = "SFT", features: torch.Tensor | None = None,
-              coord_sigma: float = 0.0, steps: int | None = None, decay_all: bool = False) -> list[float]:
+def train_vlm(
+    model: VisionLanguageModel,
+    tok: GroundingTokenizer,
+    data: ReferringData,
+    epochs: int = 4,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    weight_decay: float = 0.05,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "SFT",
+    features: torch.Tensor | None = None,
+    coord_sigma: float = 0.0,
+    steps: int | None = None,
+    decay_all: bool = False,
+) -> list[float]:
     """Supervised fine-tuning on ``(image, instruction, box)``: answer-only cross-entropy
     (:func:`coordinate_smoothed_loss` with ``coord_sigma``), trained by :func:`optimise_indexed` for
     ``epochs`` passes or exactly ``steps`` steps. Returns the loss of every step. ``features``: precomputed
@@ -324,8 +395,19 @@ def train_vlm(model: VisionLanguageModel, tok: GroundingTokenizer, data: Referri
         target = x[:, 1:].masked_fill(~m[:, 1:].bool(), -100)  # predict the answer tokens only
         return coordinate_smoothed_loss(logits, target, tok, coord_sigma)
 
-    return optimise_indexed(model, loss_of, len(data), batch_size, steps if steps is not None else epochs * per_epoch,
-                        lr, weight_decay, seed, progress, desc, decay_all)
+    return optimise_indexed(
+        model,
+        loss_of,
+        len(data),
+        batch_size,
+        steps if steps is not None else epochs * per_epoch,
+        lr,
+        weight_decay,
+        seed,
+        progress,
+        desc,
+        decay_all,
+    )
 
 
 def word_ids(tok: GroundingTokenizer, instructions: Sequence[str]) -> torch.Tensor:
@@ -337,10 +419,20 @@ def word_ids(tok: GroundingTokenizer, instructions: Sequence[str]) -> torch.Tens
     return out
 
 
-def train_regressor(model: BoxRegressor, data: ReferringData, words: torch.Tensor | None = None,
-                    epochs: int = 4, batch_size: int = 32, lr: float = 2e-3, weight_decay: float = 0.05,
-                    seed: int = 0, progress: bool = True, desc: str = "L1+GIoU",
-                    features: torch.Tensor | None = None, decay_all: bool = False) -> list[float]:
+def train_regressor(
+    model: BoxRegressor,
+    data: ReferringData,
+    words: torch.Tensor | None = None,
+    epochs: int = 4,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    weight_decay: float = 0.05,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "L1+GIoU",
+    features: torch.Tensor | None = None,
+    decay_all: bool = False,
+) -> list[float]:
     """Train the regression baseline with :func:`box_regression_loss`; returns per-step losses.
     Each epoch takes ``len(data) // batch_size`` whole batches (the partial batch is left out, as
     in :func:`train_vlm`); data smaller than one batch is a ``ValueError``.
@@ -356,5 +448,6 @@ def train_regressor(model: BoxRegressor, data: ReferringData, words: torch.Tenso
         vt = features[data.scene_index[b]].to(dev) if features is not None else None
         return box_regression_loss(model(data.batch_images(b).to(dev), w, vt), data.boxes[b].to(dev), data.image_size)
 
-    return optimise_indexed(model, loss_of, len(data), batch_size, epochs * per_epoch, lr, weight_decay, seed,
-                        progress, desc, decay_all)
+    return optimise_indexed(
+        model, loss_of, len(data), batch_size, epochs * per_epoch, lr, weight_decay, seed, progress, desc, decay_all
+    )

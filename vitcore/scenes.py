@@ -32,10 +32,19 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "COLOURS", "FASHION_NAMES", "TEXTURES", "STAMP_DIR",
-    "Stamp", "load_stamps", "load_texture",
-    "ObjectSpec", "Scenes", "SceneComposer",
-    "object_phrase", "caption", "referring_expression",
+    "COLOURS",
+    "FASHION_NAMES",
+    "TEXTURES",
+    "STAMP_DIR",
+    "Stamp",
+    "load_stamps",
+    "load_texture",
+    "ObjectSpec",
+    "Scenes",
+    "SceneComposer",
+    "object_phrase",
+    "caption",
+    "referring_expression",
 ]
 
 # Named tints (RGB in [0, 1]); an item is drawn as ``tint * shade`` with shade from its own pixels.
@@ -52,7 +61,16 @@ COLOURS: dict[str, tuple[float, float, float]] = {
 
 # Fashion-MNIST's ten classes as words that read well in a caption ("a red t-shirt").
 FASHION_NAMES: tuple[str, ...] = (
-    "t-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
+    "t-shirt",
+    "trousers",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
 )
 
 # skimage.data images that make good backgrounds (grey ones are repeated into RGB).
@@ -109,8 +127,10 @@ def load_stamps(
         root = found
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"no Tux Paint stamps at {root}; install the Debian package tuxpaint-stamps-default "
-                         "or run `python -m vitcore.assets fetch`")
+        raise ValueError(
+            f"no Tux Paint stamps at {root}; install the Debian package tuxpaint-stamps-default "
+            "or run `python -m vitcore.assets fetch`"
+        )
     folders = [root / c for c in categories] if categories else [root]
     for f in folders:
         if not f.is_dir():
@@ -208,11 +228,16 @@ class Scenes:
         for k in range(int(self.num_objects[i])):
             lab, col = int(self.labels[i, k]), int(self.colours[i, k])
             x1, y1, x2, y2 = self.boxes[i, k].tolist()
-            out.append(dict(
-                label=lab, name=self.class_names[lab], colour=col,
-                colour_name=self.colour_names[col] if col >= 0 else None,
-                box=(x1, y1, x2, y2), centre=((x1 + x2) / 2, (y1 + y2) / 2),
-            ))
+            out.append(
+                dict(
+                    label=lab,
+                    name=self.class_names[lab],
+                    colour=col,
+                    colour_name=self.colour_names[col] if col >= 0 else None,
+                    box=(x1, y1, x2, y2),
+                    centre=((x1 + x2) / 2, (y1 + y2) / 2),
+                )
+            )
         return out
 
 
@@ -275,8 +300,11 @@ class SceneComposer:
             if b not in _PLAIN and b != "noise" and b not in TEXTURES:
                 raise ValueError(f"unknown background {b!r}; choose from {list(_PLAIN) + ['noise'] + list(TEXTURES)}")
         self.backgrounds = bgs
-        self._textures = {b: load_texture(b, max(0.12, 2.5 * max(self.h, self.w) / min(_texture(b).shape[:2])))
-                          for b in bgs if b in TEXTURES}
+        self._textures = {
+            b: load_texture(b, max(0.12, 2.5 * max(self.h, self.w) / min(_texture(b).shape[:2])))
+            for b in bgs
+            if b in TEXTURES
+        }
         self.threshold, self.allow_overlap = threshold, allow_overlap
         self.min_gap, self.min_visible, self.max_tries = min_gap, min_visible, max_tries
 
@@ -352,7 +380,9 @@ class SceneComposer:
         fixed_boxes = [(xy[0], xy[1], xy[0] + w, xy[1] + h) for (h, w), xy in zip(shapes, fixed) if xy is not None]
         if not self.allow_overlap and not _disjoint(fixed_boxes, self.min_gap):
             raise ValueError(f"the fixed positions {fixed} make objects overlap and allow_overlap is False")
-        free_ks = sorted((k for k in range(len(shapes)) if fixed[k] is None), key=lambda k: -shapes[k][0] * shapes[k][1])
+        free_ks = sorted(
+            (k for k in range(len(shapes)) if fixed[k] is None), key=lambda k: -shapes[k][0] * shapes[k][1]
+        )
         g = self.min_gap
         for _ in range(self.max_tries):
             corners: list = list(fixed)
@@ -378,8 +408,9 @@ class SceneComposer:
         )
 
     # ------------------------------------------------------------------ public
-    def compose(self, specs: Sequence[Sequence[ObjectSpec]], seed: int = 0,
-                backgrounds: Sequence[str] | None = None) -> Scenes:
+    def compose(
+        self, specs: Sequence[Sequence[ObjectSpec]], seed: int = 0, backgrounds: Sequence[str] | None = None
+    ) -> Scenes:
         """One scene per list of :class:`ObjectSpec` (exact control over what goes where)."""
         rng = np.random.default_rng(seed)
         b, k_max = len(specs), max((len(s) for s in specs), default=0)
@@ -428,10 +459,15 @@ class SceneComposer:
         semantic = torch.gather(lab_pad, 1, inst_t.view(b, -1)).view(b, self.h, self.w) + 1
         return Scenes(
             images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
-            boxes=torch.from_numpy(boxes), labels=labels_t, colours=torch.from_numpy(colours),
-            instance_masks=inst_t, semantic_masks=semantic,
+            boxes=torch.from_numpy(boxes),
+            labels=labels_t,
+            colours=torch.from_numpy(colours),
+            instance_masks=inst_t,
+            semantic_masks=semantic,
             num_objects=torch.tensor([len(s) for s in specs]),
-            class_names=self.class_names, colour_names=self.colour_names, backgrounds=bg_names,
+            class_names=self.class_names,
+            colour_names=self.colour_names,
+            backgrounds=bg_names,
         )
 
     def sample(
@@ -471,8 +507,9 @@ class SceneComposer:
                 continue
             k = int(rng.integers(lo, hi + 1))
             picks = rng.choice(len(combos), size=k, replace=not distinct)
-            specs.append([ObjectSpec(label=combos[j][0], colour=combos[j][1] if combos[j][1] >= 0 else None)
-                          for j in picks])
+            specs.append(
+                [ObjectSpec(label=combos[j][0], colour=combos[j][1] if combos[j][1] >= 0 else None) for j in picks]
+            )
         return self.compose(specs, seed=int(rng.integers(2**31)))
 
 

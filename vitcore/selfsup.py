@@ -24,7 +24,7 @@ from torch import nn
 
 from .data import load_fashion_mnist, normalize, stratified_indices
 from .device import seed_everything
-from .vit import ViTConfig, VisionTransformer
+from .vit import VisionTransformer, ViTConfig
 
 __all__ = ["initial_model", "knn_accuracy", "linear_probe", "train_dino", "train_mae"]
 
@@ -80,8 +80,10 @@ def _history(log: list[dict]) -> dict:
     """Per-epoch history in :class:`vitcore.train.History`'s fields: mean loss, evaluation accuracy."""
     ends = [i for i, r in enumerate(log) if "epoch" in r]
     starts = [0] + [i + 1 for i in ends[:-1]]
-    return {"epoch_loss": [sum(r["loss"] for r in log[a:b + 1]) / (b + 1 - a) for a, b in zip(starts, ends)],
-            "eval_acc": [log[i]["epoch"]["acc"] for i in ends]}
+    return {
+        "epoch_loss": [sum(r["loss"] for r in log[a : b + 1]) / (b + 1 - a) for a, b in zip(starts, ends)],
+        "eval_acc": [log[i]["epoch"]["acc"] for i in ends],
+    }
 
 
 def _run_data(rec: dict, quick: bool) -> tuple[torch.Tensor, tuple, int]:
@@ -97,12 +99,16 @@ def _run_data(rec: dict, quick: bool) -> tuple[torch.Tensor, tuple, int]:
 
 def _loop_options(rec: dict) -> dict:
     """The recipe's settings for a pre-training loop: batch size, seed and the ``train`` part."""
-    return dict(batch_size=rec["data"]["batch_size"], seed=rec.get("seed", 0),
-                **{k: v for k, v in rec["train"].items() if k != "epochs"})
+    return dict(
+        batch_size=rec["data"]["batch_size"],
+        seed=rec.get("seed", 0),
+        **{k: v for k, v in rec["train"].items() if k != "epochs"},
+    )
 
 
-def train_dino(rec: dict, device: torch.device, state_path: Path | None, progress: bool = True,
-               quick: bool = False) -> tuple[nn.Module, dict, dict]:
+def train_dino(
+    rec: dict, device: torch.device, state_path: Path | None, progress: bool = True, quick: bool = False
+) -> tuple[nn.Module, dict, dict]:
     """DINO on Fashion-MNIST: ``(teacher backbone, metrics, history)``; the teacher is what ships."""
     from .dino import DINOModel, pretrain
 
@@ -115,8 +121,17 @@ def train_dino(rec: dict, device: torch.device, state_path: Path | None, progres
     def on_epoch(epoch: int, teach: DINOModel) -> dict:
         return {"acc": knn_accuracy(teach.backbone, sets)}
 
-    log = pretrain(student, teacher, images, steps, on_epoch=on_epoch, state_path=state_path,
-                   progress=progress, desc="dino_fmnist", **_loop_options(rec))
+    log = pretrain(
+        student,
+        teacher,
+        images,
+        steps,
+        on_epoch=on_epoch,
+        state_path=state_path,
+        progress=progress,
+        desc="dino_fmnist",
+        **_loop_options(rec),
+    )
     pixels = F.normalize(sets[0].flatten(1), dim=-1), sets[1], F.normalize(sets[2].flatten(1), dim=-1), sets[3]
     from .dino import knn_hits
 
@@ -130,8 +145,9 @@ def train_dino(rec: dict, device: torch.device, state_path: Path | None, progres
     return teacher.backbone.cpu().eval(), metrics, _history(log)
 
 
-def train_mae(rec: dict, device: torch.device, state_path: Path | None, progress: bool = True,
-              quick: bool = False) -> tuple[nn.Module, dict, dict]:
+def train_mae(
+    rec: dict, device: torch.device, state_path: Path | None, progress: bool = True, quick: bool = False
+) -> tuple[nn.Module, dict, dict]:
     """MAE on Fashion-MNIST: ``(whole masked autoencoder, metrics, history)``."""
     from .mae import MaskedAutoencoder, pretrain
 
@@ -142,12 +158,23 @@ def train_mae(rec: dict, device: torch.device, state_path: Path | None, progress
     def on_epoch(epoch: int, mae: MaskedAutoencoder) -> dict:
         return {"acc": knn_accuracy(mae.encoder, sets)}
 
-    log = pretrain(model, images, steps, on_epoch=on_epoch, state_path=state_path,
-                   progress=progress, desc="mae_fmnist", **_loop_options(rec))
+    log = pretrain(
+        model,
+        images,
+        steps,
+        on_epoch=on_epoch,
+        state_path=state_path,
+        progress=progress,
+        desc="mae_fmnist",
+        **_loop_options(rec),
+    )
     model = model.cpu().eval()
-    metrics: dict = {"knn_acc": knn_accuracy(model.encoder, sets),
-                     "knn_acc_random_init": knn_accuracy(random_init, sets), "steps": steps,
-                     "final_loss": sum(r["loss"] for r in log[-50:]) / len(log[-50:])}
+    metrics: dict = {
+        "knn_acc": knn_accuracy(model.encoder, sets),
+        "knn_acc_random_init": knn_accuracy(random_init, sets),
+        "steps": steps,
+        "final_loss": sum(r["loss"] for r in log[-50:]) / len(log[-50:]),
+    }
     if not quick:
         for frac in (0.01, 0.1):
             metrics[f"probe_{frac:g}"] = linear_probe(model.encoder, frac)

@@ -68,8 +68,10 @@ def entry(name: str, folder: str | Path | None = None) -> dict:
     """The manifest entry of checkpoint ``name``."""
     man = manifest(folder)
     if name not in man:
-        raise KeyError(f"no shipped checkpoint {name!r}; the manifest lists {sorted(man) or 'nothing'}. "
-                       f"Train it with: python -m vitcore.zoo train {name} --full")
+        raise KeyError(
+            f"no shipped checkpoint {name!r}; the manifest lists {sorted(man) or 'nothing'}. "
+            f"Train it with: python -m vitcore.zoo train {name} --full"
+        )
     return man[name]
 
 
@@ -86,8 +88,10 @@ def load(name: str, device: str | torch.device | None = None, folder: str | Path
         raise FileNotFoundError(f"the manifest lists {name!r} but {path} is missing")
     got = sha256_file(path)
     if got != e["sha256"]:
-        raise ChecksumError(f"{path} has sha256 {got}, the manifest records {e['sha256']}: the file is "
-                            "corrupt or was replaced. Reinstall vitcore or retrain with: " + e["command"])
+        raise ChecksumError(
+            f"{path} has sha256 {got}, the manifest records {e['sha256']}: the file is "
+            "corrupt or was replaced. Reinstall vitcore or retrain with: " + e["command"]
+        )
     model = build_model(e["recipe"])
     load_state_dict_strict(model, load_weights(path))
     device = torch.device(device) if device is not None else get_device()
@@ -109,8 +113,17 @@ def _device_words(device: torch.device) -> str:
     return f"{device.type} ({cpu}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
 
 
-def publish(name: str, model: torch.nn.Module, rec: dict, metrics: dict, history: dict, command: str,
-            device: torch.device, wall_seconds: float, folder: str | Path | None = None) -> dict:
+def publish(
+    name: str,
+    model: torch.nn.Module,
+    rec: dict,
+    metrics: dict,
+    history: dict,
+    command: str,
+    device: torch.device,
+    wall_seconds: float,
+    folder: str | Path | None = None,
+) -> dict:
     """Write ``model`` as ``<folder>/<name>.safetensors`` and its entry into the manifest (atomically)."""
     folder = Path(folder or CHECKPOINT_DIR)
     folder.mkdir(parents=True, exist_ok=True)
@@ -119,10 +132,17 @@ def publish(name: str, model: torch.nn.Module, rec: dict, metrics: dict, history
     save_weights(model, tmp)
     tmp.replace(path)
     e = {
-        "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-        "command": command, "recipe": rec, "seed": rec.get("seed", 0),
-        "torch": torch.__version__, "device": _device_words(device),
-        "wall_seconds": round(wall_seconds, 1), "metrics": metrics, "history": history,
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "command": command,
+        "recipe": rec,
+        "seed": rec.get("seed", 0),
+        "torch": torch.__version__,
+        "device": _device_words(device),
+        "wall_seconds": round(wall_seconds, 1),
+        "metrics": metrics,
+        "history": history,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     from filelock import FileLock

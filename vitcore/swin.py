@@ -77,8 +77,7 @@ class WindowAttention(nn.Module):
     what :func:`vitcore.flops.count_macs` switches to, so that the attention products are counted.
     """
 
-    def __init__(self, dim: int, window: int, num_heads: int, qkv_bias: bool = True,
-                 fused_attn: bool = True) -> None:
+    def __init__(self, dim: int, window: int, num_heads: int, qkv_bias: bool = True, fused_attn: bool = True) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.window = window
@@ -115,8 +114,16 @@ class WindowAttention(nn.Module):
 class SwinBlock(nn.Module):
     """Pre-norm block with (shifted) window attention; names ``norm1, attn, norm2, mlp``."""
 
-    def __init__(self, dim: int, grid: tuple[int, int], num_heads: int, window: int, shift: int,
-                 mlp_ratio: float = 4.0, drop_path: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        grid: tuple[int, int],
+        num_heads: int,
+        window: int,
+        shift: int,
+        mlp_ratio: float = 4.0,
+        drop_path: float = 0.0,
+    ) -> None:
         super().__init__()
         if min(grid) <= window:  # a single window covers the grid: no shifting needed
             window, shift = min(grid), 0
@@ -170,8 +177,16 @@ class PatchMerging(nn.Module):
 
 
 class SwinStage(nn.Module):
-    def __init__(self, dim: int, grid: tuple[int, int], depth: int, num_heads: int, window: int,
-                 downsample: bool, drop_paths: list[float]) -> None:
+    def __init__(
+        self,
+        dim: int,
+        grid: tuple[int, int],
+        depth: int,
+        num_heads: int,
+        window: int,
+        downsample: bool,
+        drop_paths: list[float],
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
             SwinBlock(dim, grid, num_heads, window, 0 if i % 2 == 0 else window // 2, drop_path=drop_paths[i])
@@ -216,7 +231,7 @@ class SwinTransformer(nn.Module):
         layers, dim, start = [], cfg.embed_dim, 0
         for i, (depth, heads) in enumerate(zip(cfg.depths, cfg.num_heads, strict=True)):
             last = i == len(cfg.depths) - 1
-            layers.append(SwinStage(dim, (g, g), depth, heads, cfg.window_size, not last, dpr[start:start + depth]))
+            layers.append(SwinStage(dim, (g, g), depth, heads, cfg.window_size, not last, dpr[start : start + depth]))
             start += depth
             if not last:
                 dim, g = dim * 2, g // 2
@@ -227,9 +242,15 @@ class SwinTransformer(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W) -> (B, tokens of the last stage, C_last)``."""
-        if x.shape[1] != self.config.in_chans or x.shape[-1] != self.config.img_size or x.shape[-2] != self.config.img_size:
-            raise ValueError(f"expected images (B, {self.config.in_chans}, {self.config.img_size}, "
-                             f"{self.config.img_size}), got {tuple(x.shape)}")
+        if (
+            x.shape[1] != self.config.in_chans
+            or x.shape[-1] != self.config.img_size
+            or x.shape[-2] != self.config.img_size
+        ):
+            raise ValueError(
+                f"expected images (B, {self.config.in_chans}, {self.config.img_size}, "
+                f"{self.config.img_size}), got {tuple(x.shape)}"
+            )
         x = self.patch_embed.norm(self.patch_embed.proj(x).flatten(2).transpose(1, 2))  # (B, N, C)
         for layer in self.layers:
             x = layer(x)

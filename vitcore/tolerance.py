@@ -46,11 +46,7 @@ class Tolerance:
 
 
 def tolerance(
-    dtype: torch.dtype = torch.float32,
-    *,
-    reduction: int = 1,
-    depth: int = 1,
-    safety: float = SAFETY,
+    dtype: torch.dtype = torch.float32, *, reduction: int = 1, depth: int = 1, safety: float = SAFETY
 ) -> Tolerance:
     """The tolerance for comparing two computations of the same value.
 
@@ -91,15 +87,20 @@ def assert_close(
     if not isinstance(actual, torch.Tensor) or not isinstance(expected, torch.Tensor):
         raise TypeError(f"assert_close compares tensors, got {type(actual).__name__} and {type(expected).__name__}")
     if actual.shape != expected.shape:
-        raise AssertionError(f"shapes differ: {tuple(actual.shape)} vs {tuple(expected.shape)}"
-                             + (f" ({msg})" if msg else ""))
+        raise AssertionError(
+            f"shapes differ: {tuple(actual.shape)} vs {tuple(expected.shape)}" + (f" ({msg})" if msg else "")
+        )
     if dtype is None:  # the coarser of the two floating dtypes (float32 if neither is one)
         floats = [d for d in (actual.dtype, expected.dtype) if d.is_floating_point] or [torch.float32]
         dtype = max(floats, key=lambda d: torch.finfo(d).eps)
     rtol, atol = _scaled(expected, tolerance(dtype, reduction=reduction, depth=depth))
-    torch.testing.assert_close(actual.detach().cpu().float(), expected.detach().cpu().float(),
-                               rtol=rtol, atol=atol,
-                               msg=(lambda m: f"{msg}\n{m}") if msg else None)
+    torch.testing.assert_close(
+        actual.detach().cpu().float(),
+        expected.detach().cpu().float(),
+        rtol=rtol,
+        atol=atol,
+        msg=(lambda m: f"{msg}\n{m}") if msg else None,
+    )
 
 
 def is_close(actual: torch.Tensor, expected: torch.Tensor, **kwargs: object) -> bool:

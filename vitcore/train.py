@@ -35,9 +35,22 @@ from torch import nn
 
 from .device import autocast, get_device
 
-__all__ = ["warmup_cosine", "param_groups", "ScheduledAdamW", "IndexBatches", "optimise", "History", "fit", "evaluate",
-           "predict", "LossFn",
-           "setup_distributed", "cleanup_distributed", "distributed_rank_and_size", "is_main_process"]
+__all__ = [
+    "warmup_cosine",
+    "param_groups",
+    "ScheduledAdamW",
+    "IndexBatches",
+    "optimise",
+    "History",
+    "fit",
+    "evaluate",
+    "predict",
+    "LossFn",
+    "setup_distributed",
+    "cleanup_distributed",
+    "distributed_rank_and_size",
+    "is_main_process",
+]
 
 # loss_fn(model, images, labels) -> (loss, logits used for the accuracy)
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -51,7 +64,9 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, base_lr: float
     (Loshchilov & Hutter, 2017; Goyal et al., 2017).
     """
     if total_steps <= 0 or not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"need 0 <= warmup_steps <= total_steps and total_steps > 0, got {warmup_steps}, {total_steps}")
+        raise ValueError(
+            f"need 0 <= warmup_steps <= total_steps and total_steps > 0, got {warmup_steps}, {total_steps}"
+        )
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
@@ -88,10 +103,20 @@ class ScheduledAdamW:
     before clipping, and a step with an inf/NaN gradient is skipped (chapter 14).
     """
 
-    def __init__(self, model: nn.Module, total_steps: int, lr: float, weight_decay: float = 0.05,
-                 warmup: float = 0.1, warmup_steps: int | None = None, min_lr: float = 0.0,
-                 betas: tuple[float, float] = (0.9, 0.999), clip_grad: float | None = 1.0,
-                 decay_all: bool = False, scaler: torch.amp.GradScaler | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        total_steps: int,
+        lr: float,
+        weight_decay: float = 0.05,
+        warmup: float = 0.1,
+        warmup_steps: int | None = None,
+        min_lr: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        clip_grad: float | None = 1.0,
+        decay_all: bool = False,
+        scaler: torch.amp.GradScaler | None = None,
+    ) -> None:
         if warmup_steps is None:
             if not 0.0 <= warmup <= 1.0:
                 raise ValueError(f"warmup is a fraction of the steps in [0, 1], got {warmup}")
@@ -113,8 +138,9 @@ class ScheduledAdamW:
     @property
     def lr(self) -> float:
         """The learning rate of the next step."""
-        return warmup_cosine(min(self.steps_done, self.total_steps), self.total_steps, self.warmup_steps,
-                             self.base_lr, self.min_lr)
+        return warmup_cosine(
+            min(self.steps_done, self.total_steps), self.total_steps, self.warmup_steps, self.base_lr, self.min_lr
+        )
 
     def step(self, loss: torch.Tensor, weight: float = 1.0) -> float:
         """One optimisation step on ``loss * weight``; returns the learning rate it used."""
@@ -187,11 +213,25 @@ def _repeat(batches: Iterable[Batch]) -> Iterator[Batch]:
             raise ValueError("the batches are empty (too few examples for one batch?)")
 
 
-def optimise(model: nn.Module, loss_of: Callable[[Batch], torch.Tensor], batches: Iterable[Batch], steps: int,
-             lr: float, *, weight_decay: float = 0.05, warmup: float = 0.1, warmup_steps: int | None = None,
-             min_lr: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), clip_grad: float | None = 1.0,
-             decay_all: bool = False, on_step: Callable[[int, float], None] | None = None,
-             progress: bool = True, desc: str = "train", leave: bool = True) -> list[float]:
+def optimise(
+    model: nn.Module,
+    loss_of: Callable[[Batch], torch.Tensor],
+    batches: Iterable[Batch],
+    steps: int,
+    lr: float,
+    *,
+    weight_decay: float = 0.05,
+    warmup: float = 0.1,
+    warmup_steps: int | None = None,
+    min_lr: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    clip_grad: float | None = 1.0,
+    decay_all: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+    progress: bool = True,
+    desc: str = "train",
+    leave: bool = True,
+) -> list[float]:
     """Train ``model`` for ``steps`` steps of :class:`ScheduledAdamW`; return the loss of every step.
 
     ``loss_of(batch)`` gives the loss of one batch (any object: indices, a tuple of tensors); it
@@ -250,7 +290,9 @@ class History:
         return self.images_seen / self.seconds if self.seconds else float("nan")
 
 
-def _classify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _classify(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, label_smoothing: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     logits = model(x)  # (B, classes)
     return F.cross_entropy(logits, y, label_smoothing=label_smoothing), logits
 
@@ -422,8 +464,9 @@ def fit(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=desc, disable=not progress or rank != 0,
-               leave=True)
+    bar = tqdm(
+        total=total, initial=start_epoch * steps_per_epoch, desc=desc, disable=not progress or rank != 0, leave=True
+    )
     for epoch in range(start_epoch, epochs):
         model.train()
         if sampler is not None:
@@ -473,8 +516,13 @@ def fit(
 
 def _global_stats(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float, int]:
     """Sum this rank's loss x size, correct count and size over the ranks: the global batch's numbers."""
-    stats = torch.stack([loss.detach().double() * len(y), (logits.argmax(-1) == y).sum().double(),
-                         torch.tensor(float(len(y)), dtype=torch.float64, device=y.device)])
+    stats = torch.stack(
+        [
+            loss.detach().double() * len(y),
+            (logits.argmax(-1) == y).sum().double(),
+            torch.tensor(float(len(y)), dtype=torch.float64, device=y.device),
+        ]
+    )
     torch.distributed.all_reduce(stats)
     total_loss, correct, n = stats.tolist()
     return total_loss / n, correct, int(n)
@@ -485,34 +533,48 @@ def _check_same_start(start_epoch: int, device: torch.device) -> None:
     t = torch.tensor([start_epoch, -start_epoch], dtype=torch.int64, device=device)
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     if int(t[0]) != -int(t[1]):
-        raise RuntimeError(f"the processes would resume from different epochs ({-int(t[1])} to {int(t[0])}): "
-                           "state_path must be a file that every rank can read")
+        raise RuntimeError(
+            f"the processes would resume from different epochs ({-int(t[1])} to {int(t[0])}): "
+            "state_path must be a file that every rank can read"
+        )
 
 
-def _save_state(path: Path, model: nn.Module, opt: ScheduledAdamW, loader: object,
-                hist: History, epochs_done: int, total_steps: int) -> None:
+def _save_state(
+    path: Path, model: nn.Module, opt: ScheduledAdamW, loader: object, hist: History, epochs_done: int, total_steps: int
+) -> None:
     """Write a resumable training state to ``path`` (temporary file, then rename)."""
     gen = getattr(loader, "generator", None)
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "history": hist.to_dict(),
-             "epochs_done": epochs_done, "total_steps": total_steps, "torch_rng": torch.get_rng_state(),
-             "loader_rng": gen.get_state() if isinstance(gen, torch.Generator) else torch.empty(0, dtype=torch.uint8)}
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "history": hist.to_dict(),
+        "epochs_done": epochs_done,
+        "total_steps": total_steps,
+        "torch_rng": torch.get_rng_state(),
+        "loader_rng": gen.get_state() if isinstance(gen, torch.Generator) else torch.empty(0, dtype=torch.uint8),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     torch.save(state, tmp)
     tmp.replace(path)
 
 
-def _load_state(path: Path, model: nn.Module, opt: ScheduledAdamW, loader: object,
-                total_steps: int) -> tuple[int, History]:
+def _load_state(
+    path: Path, model: nn.Module, opt: ScheduledAdamW, loader: object, total_steps: int
+) -> tuple[int, History]:
     """Restore what :func:`_save_state` wrote; return the number of finished epochs and the history."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"cannot resume from {path}: the state file is unreadable ({type(err).__name__}: "
-                         f"{err}). Delete it to start the run afresh.") from err
+        raise ValueError(
+            f"cannot resume from {path}: the state file is unreadable ({type(err).__name__}: "
+            f"{err}). Delete it to start the run afresh."
+        ) from err
     if state.get("total_steps") != total_steps:
-        raise ValueError(f"cannot resume from {path}: it belongs to a run of {state.get('total_steps')} steps, "
-                         f"this one has {total_steps}. Delete it to start afresh.")
+        raise ValueError(
+            f"cannot resume from {path}: it belongs to a run of {state.get('total_steps')} steps, "
+            f"this one has {total_steps}. Delete it to start afresh."
+        )
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
@@ -524,9 +586,7 @@ def _load_state(path: Path, model: nn.Module, opt: ScheduledAdamW, loader: objec
 
 @torch.no_grad()
 def predict(
-    model: nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    device: str | torch.device | None = None,
+    model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], device: str | torch.device | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits ``(N, classes)`` (float32, on the CPU) and labels ``(N,)`` for a whole loader."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -542,9 +602,7 @@ def predict(
 
 
 def evaluate(
-    model: nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    device: str | torch.device | None = None,
+    model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], device: str | torch.device | None = None
 ) -> dict[str, float]:
     """``{"loss": mean cross-entropy, "acc": top-1 accuracy}`` over ``loader``."""
     logits, labels = predict(model, loader, device)

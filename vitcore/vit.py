@@ -52,8 +52,9 @@ class ViTConfig:
         if self.global_pool == "token" and not self.class_token:
             raise ValueError("global_pool='token' needs class_token=True")
         if not 0.0 <= self.drop_path_rate < 1.0:  # the last block drops its branches with this probability
-            raise ValueError(f"drop_path_rate must be in [0, 1) (the last block's DropPath drop_prob), "
-                             f"got {self.drop_path_rate}")
+            raise ValueError(
+                f"drop_path_rate must be in [0, 1) (the last block's DropPath drop_prob), got {self.drop_path_rate}"
+            )
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
 
@@ -110,8 +111,17 @@ class VisionTransformer(nn.Module):
         dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # stochastic depth
         self.blocks = nn.ModuleList(
             Block(
-                d, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.drop_rate, cfg.attn_drop_rate, dpr[i],
-                cfg.init_values, cfg.norm_style, cfg.norm_eps, cfg.fused_attn,
+                d,
+                cfg.num_heads,
+                cfg.mlp_ratio,
+                cfg.qkv_bias,
+                cfg.drop_rate,
+                cfg.attn_drop_rate,
+                dpr[i],
+                cfg.init_values,
+                cfg.norm_style,
+                cfg.norm_eps,
+                cfg.fused_attn,
             )
             for i in range(cfg.depth)
         )

@@ -55,7 +55,8 @@ class GroundingTokenizer:
         return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Ids -> text, stopping at ``<eos>``; the inverse of :meth:`~vitcore.vlm.GroundingTokenizer.encode` on canonical text."""
+        """Ids -> text, stopping at ``<eos>``; on canonical text, the inverse of
+        :meth:`~vitcore.vlm.GroundingTokenizer.encode`."""
         out: list[str] = []
         for i in ids:
             tok = self.itos[int(i)]
@@ -94,8 +95,9 @@ class TinyLM(nn.Module):
         self.lm_head = nn.Linear(dim, vocab_size, bias=False)
         self.max_len = max_len
 
-    def forward(self, embeds: torch.Tensor, return_attention: bool = False
-                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, embeds: torch.Tensor, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """``(B, L, D)`` embeddings -> next-token logits ``(B, L, V)`` under a causal mask.
 
         With ``return_attention`` also each block's attention weights ``(B, heads, L, L)``.
@@ -121,8 +123,14 @@ class VisionLanguageModel(nn.Module):
     a sequence of blocks concatenates their tokens along the channels (multi-layer features,
     as in Cambrian or Florence-2's DaViT heads), so the connector reads ``len(layers) * D_v``."""
 
-    def __init__(self, vision: VisionTransformer, lm: TinyLM, feature_layer: int | Sequence[int] = -1,
-                 use_prefix_tokens: bool = False, freeze_vision: bool = True) -> None:
+    def __init__(
+        self,
+        vision: VisionTransformer,
+        lm: TinyLM,
+        feature_layer: int | Sequence[int] = -1,
+        use_prefix_tokens: bool = False,
+        freeze_vision: bool = True,
+    ) -> None:
         super().__init__()
         self.vision = vision
         self.feature_layers = [feature_layer] if isinstance(feature_layer, int) else list(feature_layer)
@@ -160,23 +168,35 @@ class VisionLanguageModel(nn.Module):
             tokens = tokens[:, self.vision.num_prefix_tokens :]
         return self.connector(tokens)
 
-    def logits(self, images: torch.Tensor | None, ids: torch.Tensor,
-               vision_tokens: torch.Tensor | None = None) -> torch.Tensor:
+    def logits(
+        self, images: torch.Tensor | None, ids: torch.Tensor, vision_tokens: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits for the text positions only: ``(B, L_text, V)``."""
         img = self.image_tokens(images, vision_tokens)
         x = torch.cat([img, self.lm.tok_embed(ids)], dim=1)  # (B, N_img + L, D)
         return self.lm(x)[:, img.shape[1] :]
 
-    def loss(self, images: torch.Tensor | None, ids: torch.Tensor, answer_mask: torch.Tensor,
-             vision_tokens: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        images: torch.Tensor | None,
+        ids: torch.Tensor,
+        answer_mask: torch.Tensor,
+        vision_tokens: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Next-token cross-entropy on answer tokens only (``answer_mask`` marks them in ``ids``)."""
         logits = self.logits(images, ids[:, :-1], vision_tokens)  # predict ids[:, 1:]
         target = ids[:, 1:].masked_fill(~answer_mask[:, 1:].bool(), -100)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
 
     @torch.no_grad()
-    def generate(self, images: torch.Tensor | None, prompt_ids: torch.Tensor, max_new_tokens: int = 12,
-                 eos_id: int | None = None, vision_tokens: torch.Tensor | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        images: torch.Tensor | None,
+        prompt_ids: torch.Tensor,
+        max_new_tokens: int = 12,
+        eos_id: int | None = None,
+        vision_tokens: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Greedy decoding: append the most likely token until ``eos_id`` or ``max_new_tokens``."""
         img = self.image_tokens(images, vision_tokens)
         ids = prompt_ids

@@ -27,14 +27,42 @@ from .scenes import FASHION_NAMES, SceneComposer
 from .vit import VisionTransformer
 from .vlm import Connector, GroundingTokenizer, TinyLM, VisionLanguageModel
 
-__all__ = ["instruction_words", "build_head", "assemble", "grounding_data", "vit_tokens", "train_grounding",
-           "qa_words", "two_item_scenes", "scene_questions", "qa_data", "encode_qa", "answer_questions",
-           "correct_answers", "train_vqa", "shuffle_tokens", "train_scene_qa", "build_box_regressor",
-           "single_object_data", "train_patch_sweep"]
+__all__ = [
+    "instruction_words",
+    "build_head",
+    "assemble",
+    "grounding_data",
+    "vit_tokens",
+    "train_grounding",
+    "qa_words",
+    "two_item_scenes",
+    "scene_questions",
+    "qa_data",
+    "encode_qa",
+    "answer_questions",
+    "correct_answers",
+    "train_vqa",
+    "shuffle_tokens",
+    "train_scene_qa",
+    "build_box_regressor",
+    "single_object_data",
+    "train_patch_sweep",
+]
 
 # Every word a referring expression of vitcore.scenes can use besides the colour and item names.
-_EXPRESSION_WORDS = ("find", "the", "on", "left", "right", "top", "bottom",
-                     "leftmost", "rightmost", "topmost", "bottommost")
+_EXPRESSION_WORDS = (
+    "find",
+    "the",
+    "on",
+    "left",
+    "right",
+    "top",
+    "bottom",
+    "leftmost",
+    "rightmost",
+    "topmost",
+    "bottommost",
+)
 
 
 def instruction_words(colours: list[str] | tuple[str, ...], class_names: tuple[str, ...] = FASHION_NAMES) -> list[str]:
@@ -55,40 +83,56 @@ def build_head(spec: dict) -> nn.ModuleDict:
     return nn.ModuleDict({"connector": Connector(spec["vision_dim"] * len(spec["layers"]), spec["dim"]), "lm": lm})
 
 
-def assemble(vision: VisionTransformer, head: nn.ModuleDict, layers: list[int],
-             use_prefix_tokens: bool = False) -> VisionLanguageModel:
+def assemble(
+    vision: VisionTransformer, head: nn.ModuleDict, layers: list[int], use_prefix_tokens: bool = False
+) -> VisionLanguageModel:
     """A :class:`~vitcore.vlm.VisionLanguageModel` made of a frozen ``vision`` and a trained
     ``head`` (its modules, not copies); ``use_prefix_tokens``: the head also reads the CLS token."""
-    vlm = VisionLanguageModel(vision, head["lm"], feature_layer=layers, use_prefix_tokens=use_prefix_tokens,
-                              freeze_vision=True)
+    vlm = VisionLanguageModel(
+        vision, head["lm"], feature_layer=layers, use_prefix_tokens=use_prefix_tokens, freeze_vision=True
+    )
     expected = vlm.connector.fc1.in_features
     if head["connector"].fc1.in_features != expected:
-        raise ValueError(f"the head's connector reads {head['connector'].fc1.in_features} channels; "
-                         f"{len(layers)} layers of this ViT give {expected}")
+        raise ValueError(
+            f"the head's connector reads {head['connector'].fc1.in_features} channels; "
+            f"{len(layers)} layers of this ViT give {expected}"
+        )
     vlm.connector = head["connector"]
     return vlm.to(next(head.parameters()).device)
 
 
-def grounding_data(rec: dict, quick: bool = False, held_out_only: bool = False
-                   ) -> tuple[GroundingTokenizer, ReferringData | None, ReferringData]:
+def grounding_data(
+    rec: dict, quick: bool = False, held_out_only: bool = False
+) -> tuple[GroundingTokenizer, ReferringData | None, ReferringData]:
     """The tokenizer and the training and held-out referring data of a grounding recipe. Training
     scenes use Fashion-MNIST training images, held-out scenes test-split images (unseen garments).
     ``held_out_only``: skip the training data (returned as ``None``)."""
     from .data import load_fashion_mnist
 
     d, m = rec["data"], rec["model"]
-    kw = dict(canvas_size=d["canvas_size"], object_size=tuple(d["object_size"]), colours=tuple(d["colours"]),
-              background=list(d["background"]))
+    kw = dict(
+        canvas_size=d["canvas_size"],
+        object_size=tuple(d["object_size"]),
+        colours=tuple(d["colours"]),
+        background=list(d["background"]),
+    )
     train = None
     if not held_out_only:
         x_tr, y_tr = load_fashion_mnist("train")
         n_items = d["train_items"]
-        train = make_referring_dataset(SceneComposer(x_tr[:n_items].numpy(), y_tr[:n_items].numpy(), **kw),
-                                       64 if quick else d["n_train"], seed=d["train_seed"], every_object=True)
+        train = make_referring_dataset(
+            SceneComposer(x_tr[:n_items].numpy(), y_tr[:n_items].numpy(), **kw),
+            64 if quick else d["n_train"],
+            seed=d["train_seed"],
+            every_object=True,
+        )
     x_te, y_te = load_fashion_mnist("test")
     n_items = d["test_items"]
-    test = make_referring_dataset(SceneComposer(x_te[:n_items].numpy(), y_te[:n_items].numpy(), **kw),
-                                  32 if quick else d["n_test"], seed=d["test_seed"])
+    test = make_referring_dataset(
+        SceneComposer(x_te[:n_items].numpy(), y_te[:n_items].numpy(), **kw),
+        32 if quick else d["n_test"],
+        seed=d["test_seed"],
+    )
     tok = GroundingTokenizer(m["words"], grid=m["grid"])
     for text in (train.instructions if train else []) + test.instructions:  # all in the fixed vocabulary
         if tok.unk_id in tok.encode(text):
@@ -97,8 +141,14 @@ def grounding_data(rec: dict, quick: bool = False, held_out_only: bool = False
 
 
 @torch.no_grad()
-def vit_tokens(vit: VisionTransformer, images: torch.Tensor, layers: list[int], batch_size: int = 50,
-               progress: bool = False, desc: str = "ViT tokens") -> torch.Tensor:
+def vit_tokens(
+    vit: VisionTransformer,
+    images: torch.Tensor,
+    layers: list[int],
+    batch_size: int = 50,
+    progress: bool = False,
+    desc: str = "ViT tokens",
+) -> torch.Tensor:
     """Frozen ViT tokens of ``layers`` side by side, once per image: ``(B, 3, H, W)`` in [0, 1]
     -> ``(B, 1 + N, len(layers) * D)`` on the CPU (ImageNet normalisation inside)."""
     from tqdm.auto import tqdm
@@ -116,8 +166,14 @@ def vit_tokens(vit: VisionTransformer, images: torch.Tensor, layers: list[int], 
     return torch.cat(out)
 
 
-def _cached_tokens(vit: VisionTransformer, train_images: torch.Tensor, test_images: torch.Tensor, layers: list[int],
-                   state_path: Path | None, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _cached_tokens(
+    vit: VisionTransformer,
+    train_images: torch.Tensor,
+    test_images: torch.Tensor,
+    layers: list[int],
+    state_path: Path | None,
+    progress: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The ViT tokens of the training and held-out images, from ``state_path`` if an earlier,
     interrupted run of the same recipe left them there (else computed, then saved there)."""
     if state_path is not None and state_path.is_file():
@@ -133,8 +189,9 @@ def _cached_tokens(vit: VisionTransformer, train_images: torch.Tensor, test_imag
     return f_train, f_test
 
 
-def train_grounding(rec: dict, device: torch.device, state_path: Path | None, progress: bool = True,
-                    quick: bool = False) -> tuple[nn.ModuleDict, dict, dict]:
+def train_grounding(
+    rec: dict, device: torch.device, state_path: Path | None, progress: bool = True, quick: bool = False
+) -> tuple[nn.ModuleDict, dict, dict]:
     """Train a grounding recipe: ``(head, metrics, history)``. The ViT tokens of all scenes are
     kept in ``state_path`` until the run finishes (the expensive part to recompute)."""
     from .device import seed_everything
@@ -149,10 +206,21 @@ def train_grounding(rec: dict, device: torch.device, state_path: Path | None, pr
     head = build_head(m)
     vlm = assemble(vit, head.to(device), m["layers"])
     t0 = time.perf_counter()
-    losses = train_vlm(vlm, tok, train, steps=20 if quick else t["steps"], batch_size=t["batch_size"],
-                       lr=t["lr"], weight_decay=t["weight_decay"], seed=rec.get("seed", 0), progress=progress,
-                       desc="grounding SFT", features=f_train, coord_sigma=t["coord_sigma"],
-                       decay_all=t.get("decay_all", False))
+    losses = train_vlm(
+        vlm,
+        tok,
+        train,
+        steps=20 if quick else t["steps"],
+        batch_size=t["batch_size"],
+        lr=t["lr"],
+        weight_decay=t["weight_decay"],
+        seed=rec.get("seed", 0),
+        progress=progress,
+        desc="grounding SFT",
+        features=f_train,
+        coord_sigma=t["coord_sigma"],
+        decay_all=t.get("decay_all", False),
+    )
     seconds = time.perf_counter() - t0
     vlm.eval()
     head = head.cpu()
@@ -160,8 +228,13 @@ def train_grounding(rec: dict, device: torch.device, state_path: Path | None, pr
     pred, failed, _ = ground(vlm_cpu, tok, test.images, test.instructions, features=f_test[test.scene_index])
     # (no answer parsed: no corner error; None, not NaN, in the manifest)
     metrics = {k: (float(v) if v == v else None) for k, v in localisation_metrics(pred, test.boxes, failed).items()}
-    metrics.update(train_seconds=seconds, n_train_examples=len(train), n_test=len(test), device=device.type,
-                   final_loss=float(sum(losses[-100:]) / len(losses[-100:])))
+    metrics.update(
+        train_seconds=seconds,
+        n_train_examples=len(train),
+        n_test=len(test),
+        device=device.type,
+        final_loss=float(sum(losses[-100:]) / len(losses[-100:])),
+    )
     history = {"step_loss": [round(x, 4) for x in losses], "seconds": seconds}  # History's fields
     return head.eval(), metrics, history
 
@@ -215,8 +288,12 @@ def qa_data(rec: dict, quick: bool = False, held_out_only: bool = False):
     from .data import load_fashion_mnist
 
     d, m = rec["data"], rec["model"]
-    kw = dict(canvas_size=d["canvas_size"], object_size=tuple(d["object_size"]), colours=tuple(d["colours"]),
-              background=list(d["background"]))
+    kw = dict(
+        canvas_size=d["canvas_size"],
+        object_size=tuple(d["object_size"]),
+        colours=tuple(d["colours"]),
+        background=list(d["background"]),
+    )
     tok = GroundingTokenizer(m["words"], grid=m["grid"])
     train_scenes = train_qa = None
     if not held_out_only:
@@ -260,15 +337,28 @@ def answer_questions(vlm: VisionLanguageModel, tok: GroundingTokenizer, features
     return out
 
 
-def correct_answers(vlm: VisionLanguageModel, tok: GroundingTokenizer, features: torch.Tensor, qa: list) -> torch.Tensor:
+def correct_answers(
+    vlm: VisionLanguageModel, tok: GroundingTokenizer, features: torch.Tensor, qa: list
+) -> torch.Tensor:
     """``(len(qa),)`` bool: is the greedy answer to each question right?"""
     said = answer_questions(vlm, tok, features, qa)
     return torch.tensor([s == tok.decode(tok.encode(q[3])) for s, q in zip(said, qa)])
 
 
-def train_vqa(vlm: VisionLanguageModel, tok: GroundingTokenizer, qa: list, features: torch.Tensor, steps: int,
-              batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.05, seed: int = 0,
-              progress: bool = True, desc: str = "VQA", decay_all: bool = False) -> list[float]:
+def train_vqa(
+    vlm: VisionLanguageModel,
+    tok: GroundingTokenizer,
+    qa: list,
+    features: torch.Tensor,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    weight_decay: float = 0.05,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "VQA",
+    decay_all: bool = False,
+) -> list[float]:
     """Train a VLM's connector and LM on question answering over cached ViT tokens (answer-only
     cross-entropy, :func:`~vitcore.grounding.optimise_indexed`'s schedule). Returns the losses."""
     from .grounding import optimise_indexed
@@ -281,8 +371,7 @@ def train_vqa(vlm: VisionLanguageModel, tok: GroundingTokenizer, qa: list, featu
         n = int(mask[b].nonzero()[:, 1].max()) + 1  # trim padding columns
         return vlm.loss(None, ids[b, :n].to(dev), mask[b, :n].to(dev), vision_tokens=features[scene[b]].to(dev))
 
-    return optimise_indexed(vlm, loss_of, len(qa), batch_size, steps, lr, weight_decay, seed, progress, desc,
-                            decay_all)
+    return optimise_indexed(vlm, loss_of, len(qa), batch_size, steps, lr, weight_decay, seed, progress, desc, decay_all)
 
 
 def shuffle_tokens(tokens: torch.Tensor, seed: int) -> torch.Tensor:
@@ -292,8 +381,9 @@ def shuffle_tokens(tokens: torch.Tensor, seed: int) -> torch.Tensor:
     return torch.cat([tokens[:, :1], tokens[:, 1:][:, perm]], dim=1)
 
 
-def train_scene_qa(rec: dict, device: torch.device, state_path: Path | None, progress: bool = True,
-                   quick: bool = False) -> tuple[nn.ModuleDict, dict, dict]:
+def train_scene_qa(
+    rec: dict, device: torch.device, state_path: Path | None, progress: bool = True, quick: bool = False
+) -> tuple[nn.ModuleDict, dict, dict]:
     """Train a chapter-12 recipe (one ViT block's tokens): ``(head, metrics, history)``; metrics
     hold the held-out accuracy per question kind and the answer prior (the most frequent answer)."""
     from .device import seed_everything
@@ -310,14 +400,30 @@ def train_scene_qa(rec: dict, device: torch.device, state_path: Path | None, pro
     head = build_head(m).to(device)
     vlm = assemble(vit, head, m["layers"], prefix)
     t0 = time.perf_counter()
-    losses = train_vqa(vlm, tok, tr_qa, f_train, steps=20 if quick else t["steps"], batch_size=t["batch_size"],
-                      lr=t["lr"], weight_decay=t["weight_decay"], seed=rec.get("seed", 0), progress=progress,
-                      desc=f"VQA, block {m['layers']}", decay_all=t.get("decay_all", False))
+    losses = train_vqa(
+        vlm,
+        tok,
+        tr_qa,
+        f_train,
+        steps=20 if quick else t["steps"],
+        batch_size=t["batch_size"],
+        lr=t["lr"],
+        weight_decay=t["weight_decay"],
+        seed=rec.get("seed", 0),
+        progress=progress,
+        desc=f"VQA, block {m['layers']}",
+        decay_all=t.get("decay_all", False),
+    )
     seconds = time.perf_counter() - t0
     head = head.cpu()
     vlm_cpu = assemble(vit.cpu(), head, m["layers"], prefix)  # the manifest's metrics: float32 on the CPU
-    metrics: dict = {"train_seconds": seconds, "n_train_questions": len(tr_qa), "n_test_scenes": len(test_scenes),
-                     "device": device.type, "final_loss": float(sum(losses[-100:]) / len(losses[-100:]))}
+    metrics: dict = {
+        "train_seconds": seconds,
+        "n_train_questions": len(tr_qa),
+        "n_test_scenes": len(test_scenes),
+        "device": device.type,
+        "final_loss": float(sum(losses[-100:]) / len(losses[-100:])),
+    }
     for kind in ("colour", "left"):
         qs = [q for q in te_qa if q[1] == kind]
         metrics[f"acc_{kind}"] = float(correct_answers(vlm_cpu, tok, f_test, qs).float().mean())
@@ -334,9 +440,18 @@ def build_box_regressor(spec: dict) -> nn.Module:
     from .grounding import BoxRegressor
     from .vit import ViTConfig
 
-    vit = VisionTransformer(ViTConfig(img_size=spec["img_size"], patch_size=spec["patch_size"], in_chans=3,
-                                      num_classes=0, embed_dim=spec["embed_dim"], depth=spec["depth"],
-                                      num_heads=spec["num_heads"], mlp_ratio=spec["mlp_ratio"]))
+    vit = VisionTransformer(
+        ViTConfig(
+            img_size=spec["img_size"],
+            patch_size=spec["patch_size"],
+            in_chans=3,
+            num_classes=0,
+            embed_dim=spec["embed_dim"],
+            depth=spec["depth"],
+            num_heads=spec["num_heads"],
+            mlp_ratio=spec["mlp_ratio"],
+        )
+    )
     return BoxRegressor(vit)
 
 
@@ -346,21 +461,29 @@ def single_object_data(rec: dict, quick: bool = False) -> tuple[ReferringData, R
     from .data import load_fashion_mnist
 
     d = rec["data"]
-    kw = dict(canvas_size=d["canvas_size"], object_size=tuple(d["object_size"]), colours=tuple(d["colours"]),
-              background="black")
+    kw = dict(
+        canvas_size=d["canvas_size"],
+        object_size=tuple(d["object_size"]),
+        colours=tuple(d["colours"]),
+        background="black",
+    )
 
     def examples(split: str, items: int, n: int, seed: int) -> ReferringData:
         x, y = load_fashion_mnist(split)
         s = SceneComposer(x[:items].numpy(), y[:items].numpy(), **kw).sample(n, num_objects=1, seed=seed)
-        return ReferringData(["find the object"] * n, s.boxes[:, 0], torch.zeros(n, dtype=torch.long),
-                             torch.arange(n), s)
+        return ReferringData(
+            ["find the object"] * n, s.boxes[:, 0], torch.zeros(n, dtype=torch.long), torch.arange(n), s
+        )
 
-    return (examples("train", d["train_items"], 128 if quick else d["n_train"], d["train_seed"]),
-            examples("test", d["test_items"], 64 if quick else d["n_test"], d["test_seed"]))
+    return (
+        examples("train", d["train_items"], 128 if quick else d["n_train"], d["train_seed"]),
+        examples("test", d["test_items"], 64 if quick else d["n_test"], d["test_seed"]),
+    )
 
 
-def train_patch_sweep(rec: dict, device: torch.device, state_path: Path | None, progress: bool = True,
-                      quick: bool = False) -> tuple[nn.Module, dict, dict]:
+def train_patch_sweep(
+    rec: dict, device: torch.device, state_path: Path | None, progress: bool = True, quick: bool = False
+) -> tuple[nn.Module, dict, dict]:
     """Train one patch size of chapter 13's sweep: ``(model, metrics, history)``."""
     from .device import seed_everything
     from .grounding import train_regressor
@@ -370,15 +493,28 @@ def train_patch_sweep(rec: dict, device: torch.device, state_path: Path | None, 
     seed_everything(rec.get("seed", 0))
     model = build_box_regressor(rec["model"]).to(device)
     t0 = time.perf_counter()
-    losses = train_regressor(model, train, epochs=1 if quick else t["epochs"], batch_size=t["batch_size"],
-                             lr=t["lr"], seed=rec.get("seed", 0), progress=progress,
-                             desc=f"patch {rec['model']['patch_size']}", decay_all=t.get("decay_all", False))
+    losses = train_regressor(
+        model,
+        train,
+        epochs=1 if quick else t["epochs"],
+        batch_size=t["batch_size"],
+        lr=t["lr"],
+        seed=rec.get("seed", 0),
+        progress=progress,
+        desc=f"patch {rec['model']['patch_size']}",
+        decay_all=t.get("decay_all", False),
+    )
     seconds = time.perf_counter() - t0
     model = model.cpu().eval()  # the manifest's metrics: float32 on the CPU
     with torch.no_grad():
         pred = model(test.images)
     metrics = {k: float(v) for k, v in localisation_metrics(pred, test.boxes).items()}
-    metrics.update(train_seconds=seconds, n_train=len(train), n_test=len(test), device=device.type,
-                   tokens=model.vision.patch_embed.num_patches)
+    metrics.update(
+        train_seconds=seconds,
+        n_train=len(train),
+        n_test=len(test),
+        device=device.type,
+        tokens=model.vision.patch_embed.num_patches,
+    )
     history = {"step_loss": [round(x, 4) for x in losses], "seconds": seconds}
     return model, metrics, history

