@@ -10,11 +10,15 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 
 from .flops import count_params
+
+if TYPE_CHECKING:
+    from .vit import VisionTransformer
 
 __all__ = [
     "LoRALinear",
@@ -77,7 +81,7 @@ def apply_lora(
     if unmatched:
         raise ValueError(f"target modules {unmatched} match no nn.Linear in the model")
     for n in names:
-        _replace(model, n, LoRALinear(model.get_submodule(n), r, alpha, dropout))
+        _replace(model, n, LoRALinear(cast(nn.Linear, model.get_submodule(n)), r, alpha, dropout))
     return names
 
 
@@ -115,9 +119,10 @@ def add_adapters(model: nn.Module, bottleneck: int = 16) -> int:
     """
     for p in model.parameters():
         p.requires_grad = False
-    for blk in model.blocks:  # type: ignore[attr-defined]
-        dim = blk.mlp.fc2.out_features
-        blk.mlp = MlpWithAdapter(blk.mlp, Adapter(dim, bottleneck))
+    for blk in cast(nn.ModuleList, model.blocks):
+        mlp = cast(nn.Module, blk.mlp)
+        dim = cast(nn.Linear, mlp.fc2).out_features
+        blk.mlp = MlpWithAdapter(mlp, Adapter(dim, bottleneck))
     return count_params(model, trainable_only=True)
 
 
@@ -130,21 +135,21 @@ def freeze_except(model: nn.Module, trainable_prefixes: Iterable[str]) -> int:
 
 
 @torch.no_grad()
-def tokens_after(model: nn.Module, images: torch.Tensor, n_blocks: int, batch_size: int = 64) -> torch.Tensor:
+def tokens_after(model: VisionTransformer, images: torch.Tensor, n_blocks: int, batch_size: int = 64) -> torch.Tensor:
     """Run a ViT's embedding and its first ``n_blocks`` blocks once: ``(B, C, H, W) -> (B, T, D)``.
 
     When only the later blocks are trained, these tokens never change, so they are computed once
     and cached; :class:`ViTTail` takes them from there.
     """
-    depth = len(model.blocks)  # type: ignore[arg-type]
+    depth = len(model.blocks)
     if not 0 <= n_blocks <= depth:
         raise ValueError(f"n_blocks must be in [0, {depth}], got {n_blocks}")
     was_training = model.training
     model.eval()
     outs = []
     for i in range(0, len(images), batch_size):
-        x = model.embed(images[i : i + batch_size])  # type: ignore[operator]
-        for blk in model.blocks[:n_blocks]:  # type: ignore[index]
+        x = model.embed(images[i : i + batch_size])
+        for blk in model.blocks[:n_blocks]:
             x = blk(x)
         outs.append(x)
     model.train(was_training)
@@ -159,16 +164,16 @@ class ViTTail(nn.Module):
     ``blocks.0``; the module names inside a block (``attn.qkv``, ``mlp.fc1``) are unchanged.
     """
 
-    def __init__(self, model: nn.Module, start: int, num_classes: int) -> None:
+    def __init__(self, model: VisionTransformer, start: int, num_classes: int) -> None:
         super().__init__()
-        depth = len(model.blocks)  # type: ignore[arg-type]
+        depth = len(model.blocks)
         if not 0 <= start <= depth:
             raise ValueError(f"start must be in [0, {depth}], got {start}")
-        self.blocks = copy.deepcopy(model.blocks[start:])  # type: ignore[index]
+        self.blocks = copy.deepcopy(model.blocks[start:])
         self.norm = copy.deepcopy(model.norm)
         self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 1))
-        self.global_pool = model.config.global_pool  # type: ignore[union-attr]
-        dim = model.norm.normalized_shape[0] if isinstance(model.norm, nn.LayerNorm) else model.config.embed_dim  # type: ignore[union-attr]
+        self.global_pool = model.config.global_pool
+        dim = model.norm.normalized_shape[0] if isinstance(model.norm, nn.LayerNorm) else model.config.embed_dim
         self.head = nn.Linear(dim, num_classes)
 
     def forward_features(self, tokens: torch.Tensor) -> torch.Tensor:

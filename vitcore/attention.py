@@ -67,4 +67,7 @@ class Attention(nn.Module):
             out, weights = scaled_dot_product_attention(q, k, v, attn_mask)
             out = self.attn_drop(weights) @ v if self.training and self.attn_drop.p > 0 else out
         out = self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))  # (B, N, D)
-        return (out, weights) if return_attention else out
+        if return_attention:
+            assert weights is not None  # return_attention takes the explicit path, which sets it
+            return out, weights
+        return out

@@ -104,4 +104,7 @@ class Block(nn.Module):
         else:
             x = self.norm1(x)
             x = self.norm2(x + self.drop_path2(self.ls2(self.mlp(x))))
-        return (x, weights) if return_attention else x
+        if return_attention:
+            assert weights is not None  # Attention returns (out, weights) when asked
+            return x, weights
+        return x

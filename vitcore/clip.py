@@ -96,6 +96,8 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tens
 class TextTransformer(nn.Module):
     """Causal Transformer over token ids ``(B, L)`` -> one vector per text ``(B, D)`` at the EOT token."""
 
+    causal_mask: torch.Tensor  # buffer (context_length, context_length), bool
+
     def __init__(
         self,
         vocab_size: int,

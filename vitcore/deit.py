@@ -10,6 +10,7 @@ true labels. At test time the two heads' logits are averaged. Names follow timm'
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +26,8 @@ __all__ = ["DistilledVisionTransformer", "hard_distillation_loss"]
 class DistilledVisionTransformer(VisionTransformer):
     """``[CLS, DIST, patches] + positions -> blocks -> norm``; ``head`` reads CLS, ``head_dist`` reads DIST."""
 
-    def __init__(self, config: ViTConfig | None = None, **kwargs: object) -> None:
-        cfg = config if config is not None else ViTConfig(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, config: ViTConfig | None = None, **kwargs: Any) -> None:
+        cfg = config if config is not None else ViTConfig(**kwargs)
         if config is not None and kwargs:
             cfg = dataclasses.replace(config, **kwargs)
         if not cfg.class_token or cfg.global_pool != "token" or cfg.reg_tokens:
@@ -51,10 +52,11 @@ class DistilledVisionTransformer(VisionTransformer):
     def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Patch tokens ``(B, N, D)`` -> ``(B, 2 + N, D)``: CLS, DIST, patches, plus positions."""
         b = x.shape[0]
+        assert self.cls_token is not None  # __init__ requires class_token=True
         prefix = torch.cat([self.cls_token.expand(b, -1, -1), self.dist_token.expand(b, -1, -1)], dim=1)  # (B, 2, D)
         if self.pos_embed is None:
             return self.pos_drop(torch.cat([prefix, x], dim=1))
-        pos_embed = self.pos_embed
+        pos_embed: torch.Tensor = self.pos_embed
         n_prefix = 0 if self.config.no_embed_class else 2
         if grid != self.patch_embed.grid_size:
             pos_embed = resample_pos_embed(pos_embed, grid, self.patch_embed.grid_size, n_prefix)
@@ -88,7 +90,7 @@ def hard_distillation_loss(teacher: nn.Module, alpha: float = 0.5, label_smoothi
     def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             y_teacher = teacher(x).argmax(-1)  # (B,) the teacher's hard decision
-        cls_logits, dist_logits = model.forward_both(x)  # type: ignore[operator]
+        cls_logits, dist_logits = cast(DistilledVisionTransformer, model).forward_both(x)
         loss = (1 - alpha) * F.cross_entropy(cls_logits, y, label_smoothing=label_smoothing) + alpha * F.cross_entropy(
             dist_logits, y_teacher
         )

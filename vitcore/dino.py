@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,8 @@ class DINOLoss(nn.Module):
     student view is never compared with the teacher's output for that same view.
     """
 
+    center: torch.Tensor  # buffer (1, out_dim)
+
     def __init__(
         self,
         out_dim: int,
@@ -86,7 +89,8 @@ class DINOLoss(nn.Module):
             raise ValueError(f"expected {self.n_global} teacher views, got {len(teacher_out)}")
         targets = [self.teacher_probs(t).detach() for t in teacher_out]
         logps = [F.log_softmax(s / self.student_temp, dim=-1) for s in student_out]
-        total, pairs = 0.0, 0
+        total: torch.Tensor | float = 0.0
+        pairs = 0
         for ti, q in enumerate(targets):
             for si, logp in enumerate(logps):
                 if si == ti:
@@ -94,7 +98,7 @@ class DINOLoss(nn.Module):
                 total = total + (-q * logp).sum(-1).mean()
                 pairs += 1
         self.update_center(torch.cat(list(teacher_out)))
-        return total / pairs
+        return cast(torch.Tensor, total / pairs)  # pairs > 0, so total is a Tensor
 
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
@@ -321,9 +325,8 @@ def pretrain(
     size = images.shape[-1]
     device = next(student.parameters()).device
     crit = DINOLoss(student.head.last_layer.out_features, student_temp, teacher_temp, center_momentum).to(device)
-    crops = MultiCrop(
-        size, local_size or size // 2, n_local, batched=True, generator=torch.Generator().manual_seed(seed)
-    )
+    crop_gen = torch.Generator().manual_seed(seed)
+    crops = MultiCrop(size, local_size or size // 2, n_local, batched=True, generator=crop_gen)
     opt = ScheduledAdamW(
         student, steps, lr, weight_decay, warmup_steps=int(warmup * steps), min_lr=min_lr, clip_grad=clip_grad
     )
@@ -337,7 +340,7 @@ def pretrain(
         teacher.load_state_dict(st["teacher"])
         opt.load_state_dict(st["opt"])
         crit.center.copy_(st["center"])
-        crops.generator.set_state(st["crop_rng"])
+        crop_gen.set_state(st["crop_rng"])
         order_gen.set_state(st["order_rng"])
         log, start = st["log"], st["step"]
     for p in teacher.parameters():
@@ -353,7 +356,7 @@ def pretrain(
         xb = images[order[i * batch_size : (i + 1) * batch_size]].to(device)  # (B, C, H, W)
         views = crops(xb)
         if jitter > 0:
-            views = [_jitter(v, jitter, crops.generator) for v in views]
+            views = [_jitter(v, jitter, crop_gen) for v in views]
         student.train()
         with torch.no_grad():
             t_feats = teacher.backbone(torch.cat(views[:2]))  # (2B, D)
@@ -388,7 +391,7 @@ def pretrain(
                         "center": crit.center,
                         "step": step + 1,
                         "log": log,
-                        "crop_rng": crops.generator.get_state(),
+                        "crop_rng": crop_gen.get_state(),
                         "order_rng": order_gen.get_state(),
                     },
                     tmp,

@@ -24,7 +24,8 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 224, 224)
     for m in model.modules():
         if hasattr(m, "fused_attn"):
             restore[m] = m.fused_attn
-            m.fused_attn = False
+            # nn.Module.__setattr__ is typed for Tensor/Module values only; fused_attn is a bool
+            m.fused_attn = False  # type: ignore[assignment]
     try:
         device = next(model.parameters()).device
         x = torch.empty(input_shape, device=device) if device.type == "meta" else torch.zeros(input_shape)

@@ -79,6 +79,7 @@ class MaskedAutoencoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode only the visible patches: ``-> (latent (B, 1 + K, D), mask (B, N), ids_restore (B, N))``."""
         enc = self.encoder
+        assert enc.cls_token is not None and enc.pos_embed is not None  # required in __init__
         x = enc.patch_embed(images) + enc.pos_embed[:, 1:]  # (B, N, D), positions added before masking
         x, mask, ids_restore = random_masking(x, mask_ratio, generator)  # (B, K, D)
         cls = (enc.cls_token + enc.pos_embed[:, :1]).expand(x.shape[0], -1, -1)

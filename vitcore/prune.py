@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -144,7 +145,7 @@ def forward_pruned(
             continue
         if isinstance(counts[i], int) and counts[i] > x.shape[1] - prefix:
             raise ValueError(f"block {i}: cannot keep {counts[i]} of {x.shape[1] - prefix} patch tokens")
-        x, idx = _pruning_block(blk, x, counts[i], prefix, fuse)
+        x, idx = _pruning_block(cast(Block, blk), x, counts[i], prefix, fuse)
         pos = pos.gather(1, idx)
         if x.shape[1] - prefix > pos.shape[1]:  # a fused token was appended
             pos = torch.cat([pos, pos.new_full((B, 1), -1)], dim=1)

@@ -9,6 +9,7 @@ between stages, giving a CNN-like pyramid. Names follow timm's ``swin_transforme
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +78,8 @@ class WindowAttention(nn.Module):
     what :func:`vitcore.flops.count_macs` switches to, so that the attention products are counted.
     """
 
+    relative_position_index: torch.Tensor  # buffer (M*M, M*M)
+
     def __init__(self, dim: int, window: int, num_heads: int, qkv_bias: bool = True, fused_attn: bool = True) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -113,6 +116,8 @@ class WindowAttention(nn.Module):
 
 class SwinBlock(nn.Module):
     """Pre-norm block with (shifted) window attention; names ``norm1, attn, norm2, mlp``."""
+
+    attn_mask: torch.Tensor | None  # buffer (nW, M*M, M*M), None without a shift
 
     def __init__(
         self,
@@ -216,9 +221,9 @@ class SwinConfig:
 class SwinTransformer(nn.Module):
     """A small Swin: patch embedding -> stages of (shifted) window blocks with patch merging -> mean pool -> head."""
 
-    def __init__(self, config: SwinConfig | None = None, **kwargs: object) -> None:
+    def __init__(self, config: SwinConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
-        cfg = config or SwinConfig(**kwargs)  # type: ignore[arg-type]
+        cfg = config or SwinConfig(**kwargs)
         self.config = cfg
         if cfg.img_size % cfg.patch_size:
             raise ValueError(f"image size {cfg.img_size} is not a multiple of the patch size {cfg.patch_size}")
@@ -251,7 +256,9 @@ class SwinTransformer(nn.Module):
                 f"expected images (B, {self.config.in_chans}, {self.config.img_size}, "
                 f"{self.config.img_size}), got {tuple(x.shape)}"
             )
-        x = self.patch_embed.norm(self.patch_embed.proj(x).flatten(2).transpose(1, 2))  # (B, N, C)
+        proj = cast(nn.Conv2d, self.patch_embed.proj)
+        norm = cast(nn.LayerNorm, self.patch_embed.norm)
+        x = norm(proj(x).flatten(2).transpose(1, 2))  # (B, N, C)
         for layer in self.layers:
             x = layer(x)
         return self.norm(x)

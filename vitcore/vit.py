@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -73,14 +74,14 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
-def vit_config(name: str, **overrides: object) -> ViTConfig:
+def vit_config(name: str, **overrides: Any) -> ViTConfig:
     """A preset (``tiny``, ``small``, ``base``, ``large``, ``huge``) with optional overrides."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
-    return ViTConfig(**{**PRESETS[name], **overrides})  # type: ignore[arg-type]
+    return ViTConfig(**{**PRESETS[name], **overrides})
 
 
-def create_vit(name: str, **overrides: object) -> VisionTransformer:
+def create_vit(name: str, **overrides: Any) -> VisionTransformer:
     """Build a preset ViT, e.g. ``create_vit("small", num_classes=10)``."""
     return VisionTransformer(vit_config(name, **overrides))
 
@@ -88,9 +89,9 @@ def create_vit(name: str, **overrides: object) -> VisionTransformer:
 class VisionTransformer(nn.Module):
     """Patch embedding -> [CLS] + positions -> encoder blocks -> norm -> pool -> head."""
 
-    def __init__(self, config: ViTConfig | None = None, **kwargs: object) -> None:
+    def __init__(self, config: ViTConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
-        cfg = config if config is not None else ViTConfig(**kwargs)  # type: ignore[arg-type]
+        cfg = config if config is not None else ViTConfig(**kwargs)
         if config is not None and kwargs:
             cfg = dataclasses.replace(config, **kwargs)
         self.config = cfg
@@ -160,7 +161,7 @@ class VisionTransformer(nn.Module):
         prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
         if self.pos_embed is None:
             return self.pos_drop(torch.cat(prefix + [x], dim=1))
-        pos_embed = self.pos_embed
+        pos_embed: torch.Tensor = self.pos_embed
         if grid != self.patch_embed.grid_size:  # only reachable with dynamic_img_size
             n_prefix = 0 if self.config.no_embed_class else self.num_prefix_tokens
             pos_embed = resample_pos_embed(pos_embed, grid, self.patch_embed.grid_size, n_prefix)
