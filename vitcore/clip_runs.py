@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,7 +100,7 @@ def clip_data(rec: dict, quick: bool = False, held_out_only: bool = False) -> Cl
     colours = tuple(d["colours"])
     held_out = [tuple(p) for p in d["held_out"]]
     combos = [(c, k) for c in range(len(FASHION_NAMES)) for k in range(len(colours)) if (c, k) not in held_out]
-    kw = dict(
+    kw: dict[str, Any] = dict(
         canvas_size=tuple(d["canvas_size"]), object_size=tuple(d["object_size"]), colours=colours, background="black"
     )
     train = train_caps = None

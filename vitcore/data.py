@@ -25,6 +25,7 @@ import urllib.request
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -461,7 +462,7 @@ def make_loader(
     seed: int = 0,
     workers: int = 0,
     augment: bool | None = None,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> TensorLoader | WorkerLoader:
     """A loader over Fashion-MNIST (or a stratified subset of ``n`` images).
 
@@ -488,4 +489,4 @@ def make_loader(
         images, labels = images[keep], labels[keep]
     return TensorLoader(
         images, labels, batch_size, shuffle=train, augment=augment, drop_last=train, device=device, seed=seed, **kwargs
-    )  # type: ignore[arg-type]
+    )

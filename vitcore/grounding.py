@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -73,7 +74,7 @@ class ReferringData:
 
     @property
     def image_size(self) -> tuple[int, int]:
-        return tuple(self.scenes.images.shape[-2:])  # type: ignore[return-value]
+        return cast(tuple[int, int], tuple(self.scenes.images.shape[-2:]))  # images: (N, C, H, W)
 
 
 def make_referring_dataset(
@@ -108,7 +109,8 @@ def make_referring_dataset(
             objs.append(ObjectSpec(label=int(rng.choice(others)), colour=int(rng.integers(n_col))))
         return objs
 
-    instr, boxes, target, scene_index, keep = [], [], [], [], []
+    instr, boxes, target, scene_index = [], [], [], []
+    keep: list[tuple[Scenes, int]] = []  # (batch of scenes, index in it)
     rng = np.random.default_rng(seed)
     need, rounds = n, 0
     while need > 0:
@@ -206,7 +208,7 @@ def ground(
     mask of answers that failed to parse (their box is all zeros) and the generated texts.
     ``features``: precomputed vision tokens ``(B, T, D_v)`` of a frozen encoder."""
     model.eval()
-    image_size = tuple(images.shape[-2:])
+    image_size = cast(tuple[int, int], tuple(images.shape[-2:]))  # images: (B, C, H, W)
     out_boxes = torch.zeros(len(instructions), 4)
     failed = torch.zeros(len(instructions), dtype=torch.bool)
     texts = [""] * len(instructions)
@@ -231,7 +233,7 @@ def ground(
                 texts[i] = tok.decode(g.tolist())
                 try:
                     q = torch.tensor(parse_box(texts[i], grid=tok.grid))
-                    out_boxes[i] = dequantize_box(q, image_size, tok.grid)  # type: ignore[arg-type]
+                    out_boxes[i] = dequantize_box(q, image_size, tok.grid)
                 except BoxParseError:
                     failed[i] = True
     return out_boxes, failed, texts

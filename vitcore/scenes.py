@@ -336,10 +336,10 @@ class SceneComposer:
             if len(pool) == 0:
                 raise ValueError(f"no item of class {label} ({self.class_names[label]!r}) among the items")
             idx = pool[spec.item % len(pool)] if spec.item is not None else pool[rng.integers(len(pool))]
-            g = torch.from_numpy(self.items[idx]).float()[None, None]  # (1, 1, 28, 28)
-            if size != g.shape[-1]:
-                g = F.interpolate(g, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-            g = g[0, 0].numpy()
+            gt = torch.from_numpy(self.items[idx]).float()[None, None]  # (1, 1, 28, 28)
+            if size != gt.shape[-1]:
+                gt = F.interpolate(gt, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            g = gt[0, 0].numpy()
             mask = g > self.threshold
             if not mask.any():
                 raise ValueError(f"item {idx} has no pixel above threshold {self.threshold} at size {size}")

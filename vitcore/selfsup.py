@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -91,7 +92,7 @@ def _run_data(rec: dict, quick: bool) -> tuple[torch.Tensor, tuple, int]:
     train_x, _ = load_fashion_mnist("train")
     n = rec["data"].get("n_train")
     images = normalize(train_x if n is None else train_x[:n])
-    sets = _eval_sets()
+    sets: tuple[torch.Tensor, ...] = _eval_sets()
     if quick:
         sets = tuple(s[:500] for s in sets)
     return images, sets, rec["train"]["epochs"] * (len(images) // rec["data"]["batch_size"])
@@ -151,7 +152,7 @@ def train_mae(
     """MAE on Fashion-MNIST: ``(whole masked autoencoder, metrics, history)``."""
     from .mae import MaskedAutoencoder, pretrain
 
-    model = initial_model(rec).to(device)
+    model = cast(MaskedAutoencoder, initial_model(rec)).to(device)  # an MAE recipe gives an MAE
     random_init = copy.deepcopy(model.encoder).cpu()
     images, sets, steps = _run_data(rec, quick)
 

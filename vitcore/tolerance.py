@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -103,10 +104,10 @@ def assert_close(
     )
 
 
-def is_close(actual: torch.Tensor, expected: torch.Tensor, **kwargs: object) -> bool:
+def is_close(actual: torch.Tensor, expected: torch.Tensor, **kwargs: Any) -> bool:
     """:func:`assert_close` as a boolean (for ``assert not is_close(...)``: a bug must show)."""
     try:
-        assert_close(actual, expected, **kwargs)  # type: ignore[arg-type]
+        assert_close(actual, expected, **kwargs)
     except AssertionError:
         return False
     return True

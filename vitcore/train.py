@@ -24,16 +24,19 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .device import autocast, get_device
+
+if TYPE_CHECKING:
+    from torch.utils.data.distributed import DistributedSampler
 
 __all__ = [
     "warmup_cosine",
@@ -371,7 +374,7 @@ class _DistributedModel:
         return attr
 
 
-def _distributed_sampler(loader: object) -> object | None:
+def _distributed_sampler(loader: object) -> DistributedSampler | None:
     """The ``DistributedSampler`` of a ``DataLoader`` (or of a wrapper's ``.loader``), if it has one."""
     from torch.utils.data.distributed import DistributedSampler
 
@@ -441,7 +444,7 @@ def fit(
     if world > 1 and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())  # this process's GPU
     model.to(device)
-    steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
+    steps_per_epoch = len(cast(Sized, train_loader))  # fit needs a loader with a length
     if steps_per_epoch == 0:
         raise ValueError("the training loader yields no batches (too few images for one batch?)")
     total = epochs * steps_per_epoch
@@ -451,14 +454,15 @@ def fit(
     start_epoch = 0
     if state_path is not None and Path(state_path).is_file():
         start_epoch, hist = _load_state(Path(state_path), model, opt, train_loader, total)
-    runner: nn.Module | _DistributedModel = model
+    runner: nn.Module = model
     sampler = shard = None
     if world > 1:
         _check_same_start(start_epoch, device)
         from torch.nn.parallel import DistributedDataParallel
 
         ddp = DistributedDataParallel(_Dispatch(model), device_ids=[device.index] if device.type == "cuda" else None)
-        runner = _DistributedModel(ddp, model)  # rank 0's weights were broadcast to all ranks
+        # rank 0's weights were broadcast to all ranks; loss_fn gets this stand-in for the model
+        runner = cast(nn.Module, _DistributedModel(ddp, model))
         sampler = _distributed_sampler(train_loader)
         shard = sampler is None  # the loader yields global batches: slice them here
 
@@ -470,7 +474,7 @@ def fit(
     for epoch in range(start_epoch, epochs):
         model.train()
         if sampler is not None:
-            sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+            sampler.set_epoch(epoch)
         t0 = time.perf_counter()
         loss_sum = correct = seen = 0.0
         for x, y in train_loader:
@@ -479,7 +483,7 @@ def fit(
                 x, y, weight = _shard(x, y, rank, world)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast(device):
-                loss, logits = loss_fn(runner, x, y)  # type: ignore[arg-type]
+                loss, logits = loss_fn(runner, x, y)
             step_lr = opt.step(loss, weight)  # DDP: gradients averaged over the ranks in backward
             # Bookkeeping (one sync per step: fine for a teaching loop).
             if world > 1:  # the global batch's loss, correct count and size

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -341,6 +341,17 @@ def _image_fills(n: int, seed: int = 0) -> list[str]:
     return out
 
 
+class _BlockPanel(TypedDict):
+    """One panel of :func:`draw_encoder_block`."""
+
+    cx: float
+    title: str
+    eqs: str
+    column: list[tuple[str, str, float]]
+    skips: list[tuple[float, float]]
+    note: str
+
+
 def draw_encoder_block() -> matplotlib.figure.Figure:
     """The encoder block wired two ways, side by side: pre-norm (ViT) and post-norm (the original
     Transformer). The pre-norm panel marks the identity path from input to output in green: no
@@ -348,7 +359,7 @@ def draw_encoder_block() -> matplotlib.figure.Figure:
     fig, ax = _canvas(9.0, 7.6)
     bw, bh, skip = 2.3, 0.5, 1.5  # box width and height, horizontal offset of the skip lines
     y_in, y_out = 0.95, 6.5  # where the input arrow starts and the output arrow ends
-    panels = {
+    panels: dict[str, _BlockPanel] = {
         "pre": dict(
             cx=2.6,
             title="pre-norm (ViT, most Transformers since)",

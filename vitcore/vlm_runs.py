@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from .grounding import ReferringData, ground, localisation_metrics, make_referring_dataset, train_vlm
+from .grounding import BoxRegressor, ReferringData, ground, localisation_metrics, make_referring_dataset, train_vlm
 from .scenes import FASHION_NAMES, SceneComposer
 from .vit import VisionTransformer
 from .vlm import Connector, GroundingTokenizer, TinyLM, VisionLanguageModel
@@ -88,16 +89,17 @@ def assemble(
 ) -> VisionLanguageModel:
     """A :class:`~vitcore.vlm.VisionLanguageModel` made of a frozen ``vision`` and a trained
     ``head`` (its modules, not copies); ``use_prefix_tokens``: the head also reads the CLS token."""
+    connector = cast(Connector, head["connector"])  # as built by build_head
     vlm = VisionLanguageModel(
-        vision, head["lm"], feature_layer=layers, use_prefix_tokens=use_prefix_tokens, freeze_vision=True
+        vision, cast(TinyLM, head["lm"]), feature_layer=layers, use_prefix_tokens=use_prefix_tokens, freeze_vision=True
     )
     expected = vlm.connector.fc1.in_features
-    if head["connector"].fc1.in_features != expected:
+    if connector.fc1.in_features != expected:
         raise ValueError(
-            f"the head's connector reads {head['connector'].fc1.in_features} channels; "
+            f"the head's connector reads {connector.fc1.in_features} channels; "
             f"{len(layers)} layers of this ViT give {expected}"
         )
-    vlm.connector = head["connector"]
+    vlm.connector = connector
     return vlm.to(next(head.parameters()).device)
 
 
@@ -227,7 +229,9 @@ def train_grounding(
     vlm_cpu = assemble(vit.cpu(), head, m["layers"])  # the manifest's metrics: float32 on the CPU
     pred, failed, _ = ground(vlm_cpu, tok, test.images, test.instructions, features=f_test[test.scene_index])
     # (no answer parsed: no corner error; None, not NaN, in the manifest)
-    metrics = {k: (float(v) if v == v else None) for k, v in localisation_metrics(pred, test.boxes, failed).items()}
+    metrics: dict[str, Any] = {
+        k: (float(v) if v == v else None) for k, v in localisation_metrics(pred, test.boxes, failed).items()
+    }
     metrics.update(
         train_seconds=seconds,
         n_train_examples=len(train),
@@ -434,10 +438,9 @@ def train_scene_qa(
 
 
 # ----------------------------------------------------------------------------- chapter 13: patch sweep
-def build_box_regressor(spec: dict) -> nn.Module:
+def build_box_regressor(spec: dict) -> BoxRegressor:
     """Chapter 13's patch-size sweep model: a ViT trained from scratch whose CLS token an MLP reads
     into one box (:class:`~vitcore.grounding.BoxRegressor`, no instruction)."""
-    from .grounding import BoxRegressor
     from .vit import ViTConfig
 
     vit = VisionTransformer(
@@ -508,7 +511,7 @@ def train_patch_sweep(
     model = model.cpu().eval()  # the manifest's metrics: float32 on the CPU
     with torch.no_grad():
         pred = model(test.images)
-    metrics = {k: float(v) for k, v in localisation_metrics(pred, test.boxes).items()}
+    metrics: dict[str, Any] = {k: float(v) for k, v in localisation_metrics(pred, test.boxes).items()}
     metrics.update(
         train_seconds=seconds,
         n_train=len(train),

@@ -650,9 +650,9 @@ def get(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         tmp_w.replace(weights)
-        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json", delete=False) as f:
-            json.dump(meta, f, indent=1)
-        Path(f.name).replace(meta_path)
+        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json", delete=False) as fj:
+            json.dump(meta, fj, indent=1)
+        Path(fj.name).replace(meta_path)
     return Trained(model, name, rec, metrics, hist, weights, cached=False)
 
 
