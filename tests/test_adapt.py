@@ -1,3 +1,5 @@
+from typing import cast
+
 import pytest
 import torch
 from torch import nn
@@ -49,27 +51,28 @@ def test_from_scratch_lora_equals_peft():
     targets = ["attn.qkv", "mlp.fc1", "mlp.fc2"]
     peft_model = get_peft_model(ref, LoraConfig(r=4, lora_alpha=8, target_modules=targets, lora_dropout=0.0))
     apply_lora(ours, targets, r=4, alpha=8)
+    peft_vit = cast(VisionTransformer, peft_model.base_model.model)  # ref, with LoRA layers injected
     # Give both the same non-zero LoRA factors.
     with torch.no_grad():
         for name, module in ours.named_modules():
             if isinstance(module, LoRALinear):
                 module.lora_B.normal_()
-                peft_layer = peft_model.base_model.model.get_submodule(name)
-                peft_layer.lora_A["default"].weight.copy_(module.lora_A)
-                peft_layer.lora_B["default"].weight.copy_(module.lora_B)
+                peft_layer = peft_vit.get_submodule(name)
+                peft_layer.get_parameter("lora_A.default.weight").copy_(module.lora_A)
+                peft_layer.get_parameter("lora_B.default.weight").copy_(module.lora_B)
     x = torch.randn(2, 3, 16, 16)
     assert_close(ours(x), peft_model(x), reduction=REDUCTION, depth=2)
     # The head is zero at init (logits all 0), so compare the tokens too: they carry every LoRA layer.
-    assert_close(
-        ours.forward_features(x), peft_model.base_model.model.forward_features(x), reduction=REDUCTION, depth=2
-    )
+    assert_close(ours.forward_features(x), peft_vit.forward_features(x), reduction=REDUCTION, depth=2)
     assert sum(p.numel() for p in ours.parameters() if p.requires_grad) == sum(
         p.numel() for p in peft_model.parameters() if p.requires_grad
     )
     merged = peft_model.merge_and_unload()
     for name, module in ours.named_modules():
         if isinstance(module, LoRALinear):
-            assert_close(module.merged_weight(), merged.get_submodule(name).weight, reduction=4)  # W + s * B @ A, r = 4
+            assert_close(
+                module.merged_weight(), merged.get_parameter(f"{name}.weight"), reduction=4
+            )  # W + s * B @ A, r = 4
 
 
 def test_adapters_start_as_identity_and_count():
@@ -90,6 +93,7 @@ def test_tail_on_cached_tokens_equals_the_whole_model():
     model = VisionTransformer(
         ViTConfig(img_size=16, patch_size=4, in_chans=3, num_classes=4, embed_dim=16, depth=3, num_heads=2)
     ).eval()
+    assert isinstance(model.head, nn.Linear)
     nn.init.normal_(model.head.weight)
     x = torch.randn(5, 3, 16, 16)
     for start in (0, 2, 3):

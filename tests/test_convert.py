@@ -1,6 +1,7 @@
 """Converted checkpoints must compute what the original models compute."""
 
 import re
+from typing import TypeVar, cast
 
 import pytest
 import timm
@@ -11,8 +12,10 @@ from vitcore import CheckpointMismatchError, ViTConfig
 from vitcore.convert import hf_dinov2_state_dict, infer_timm_config, vit_from_hf_dinov2, vit_from_hf_vit, vit_from_timm
 from vitcore.tolerance import assert_close
 
+M = TypeVar("M", bound=torch.nn.Module)
 
-def jitter_(model: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
+
+def jitter_(model: M, scale: float = 0.05) -> M:
     """Move every parameter off its init (LayerNorm at 1/0, LayerScale at a constant) so that a
     swapped or missing weight cannot hide behind identical values."""
     g = torch.Generator().manual_seed(1)
@@ -32,7 +35,9 @@ def same(ours: torch.Tensor, ref: torch.Tensor, cfg: ViTConfig) -> None:
 
 # ---------------------------------------------------------------------------------------- timm
 def test_timm_vit_tiny_gives_same_logits():
-    ref = jitter_(timm.create_model("vit_tiny_patch16_224", pretrained=False))
+    from timm.models.vision_transformer import VisionTransformer as TimmViT
+
+    ref = jitter_(cast(TimmViT, timm.create_model("vit_tiny_patch16_224", pretrained=False)))
     model = vit_from_timm(ref.state_dict())
     cfg = model.config
     assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.patch_size, cfg.img_size, cfg.num_classes) == (
@@ -184,7 +189,7 @@ def test_hf_dinov2_gives_same_features(size, layout):
     assert "embeddings.mask_token" in sd and "encoder.layer.0.layer_scale1.lambda1" in sd
     model = vit_from_hf_dinov2(sd, ref.config)
     assert model.config.init_values is not None and model.config.dynamic_img_size
-    assert torch.equal(model.blocks[1].ls2.gamma, sd["encoder.layer.1.layer_scale2.lambda1"])  # a copy
+    assert torch.equal(model.get_parameter("blocks.1.ls2.gamma"), sd["encoder.layer.1.layer_scale2.lambda1"])  # a copy
     x = torch.randn(2, 3, *size)  # other sizes resample the position embeddings, as DINOv2 does
     with torch.no_grad():
         same(model.forward_features(x), ref(pixel_values=x).last_hidden_state, model.config)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,7 +25,9 @@ from vitcore import VisionTransformer, seed_everything
 from vitcore.tolerance import assert_close
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = dict(img_size=28, patch_size=7, in_chans=1, num_classes=10, embed_dim=32, depth=1, num_heads=2, mlp_ratio=2.0)
+CFG: dict[str, Any] = dict(
+    img_size=28, patch_size=7, in_chans=1, num_classes=10, embed_dim=32, depth=1, num_heads=2, mlp_ratio=2.0
+)
 TOKENS = (28 // 7) ** 2 + 1
 LR = 3e-3
 
@@ -44,7 +47,7 @@ def run_all(state_dir: Path, distributed: bool) -> dict:
     from vitcore.train import distributed_rank_and_size, fit
     from vitcore.vit import ViTConfig
 
-    out = {}
+    out: dict[str, Any] = {}
     rank = int(os.environ.get("RANK", "0"))
 
     def model_a():
@@ -123,9 +126,14 @@ def _worker(out_dir: Path) -> None:
     """What each torchrun process runs."""
     import vitcore.train as vtrain
 
-    saves = []
+    saves: list[int] = []
     original = vtrain._save_state
-    vtrain._save_state = lambda *a, **k: (saves.append(1), original(*a, **k))
+
+    def counted_save(*a: Any, **k: Any) -> None:
+        saves.append(1)
+        original(*a, **k)
+
+    vtrain._save_state = counted_save
     torch.set_num_threads(1)
     res = run_all(out_dir, distributed=True)
     rank, world = vtrain.distributed_rank_and_size()

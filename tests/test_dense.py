@@ -47,20 +47,29 @@ def _gelu(v: float) -> float:
     return 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
 
 
+def _bias(conv: torch.nn.Conv2d) -> list[float]:
+    assert conv.bias is not None
+    return conv.bias.tolist()
+
+
 def test_dense_head_logits_of_one_token_by_hand():
     # DenseHead in eval mode: 1x1 conv -> BatchNorm (running stats) -> GELU, 3x3 conv (zero padding)
     # -> BatchNorm -> GELU, 1x1 conv. Two feature maps (2 and 1 channels) are concatenated first.
     torch.manual_seed(0)
     head = DenseHead([2, 1], num_classes=2, hidden=2).eval()
+    fuse_conv, fuse_bn, refine_conv, refine_bn = head.fuse[0], head.fuse[1], head.refine[0], head.refine[1]
+    assert isinstance(fuse_conv, torch.nn.Conv2d) and isinstance(refine_conv, torch.nn.Conv2d)
+    assert isinstance(fuse_bn, torch.nn.BatchNorm2d) and isinstance(refine_bn, torch.nn.BatchNorm2d)
     with torch.no_grad():  # BatchNorm statistics and affine parameters that are not the identity
-        for bn, mean, var, w, b in (
-            (head.fuse[1], [0.5, -0.2], [4.0, 0.25], [1.5, -1.0], [0.1, 0.2]),
-            (head.refine[1], [0.1, 0.0], [2.0, 9.0], [0.5, 2.0], [-0.3, 0.0]),
+        for norm, mean, var, w, b in (
+            (fuse_bn, [0.5, -0.2], [4.0, 0.25], [1.5, -1.0], [0.1, 0.2]),
+            (refine_bn, [0.1, 0.0], [2.0, 9.0], [0.5, 2.0], [-0.3, 0.0]),
         ):
-            bn.running_mean.copy_(torch.tensor(mean))
-            bn.running_var.copy_(torch.tensor(var))
-            bn.weight.copy_(torch.tensor(w))
-            bn.bias.copy_(torch.tensor(b))
+            assert norm.running_mean is not None and norm.running_var is not None  # track_running_stats
+            norm.running_mean.copy_(torch.tensor(mean))
+            norm.running_var.copy_(torch.tensor(var))
+            norm.weight.copy_(torch.tensor(w))
+            norm.bias.copy_(torch.tensor(b))
     a = torch.randn(1, 2, 3, 3)  # block 1: 2 channels on a 3x3 patch grid
     c = torch.randn(1, 1, 3, 3)  # block 2: 1 channel
     feats = [a[0, 0].tolist(), a[0, 1].tolist(), c[0, 0].tolist()]  # channel-concatenated, by hand
@@ -73,17 +82,17 @@ def test_dense_head_logits_of_one_token_by_hand():
             )
         ]
 
-    w1, b1 = head.fuse[0].weight[:, :, 0, 0].tolist(), head.fuse[0].bias.tolist()  # (2, 3)
+    w1, b1 = fuse_conv.weight[:, :, 0, 0].tolist(), _bias(fuse_conv)  # (2, 3)
 
     def fused(r, q):  # the hidden vector at grid cell (r, q); zero outside the grid (the 3x3 conv's padding)
         if not (0 <= r < 3 and 0 <= q < 3):
             return [0.0, 0.0]
         x = [f[r][q] for f in feats]
         h = [sum(wij * xj for wij, xj in zip(row, x)) + bi for row, bi in zip(w1, b1)]
-        return [_gelu(t) for t in bn(h, head.fuse[1])]
+        return [_gelu(t) for t in bn(h, fuse_bn)]
 
-    w2, b2 = head.refine[0].weight.tolist(), head.refine[0].bias.tolist()  # (2, 2, 3, 3)
-    w3, b3 = head.classifier.weight[:, :, 0, 0].tolist(), head.classifier.bias.tolist()  # (2, 2)
+    w2, b2 = refine_conv.weight.tolist(), _bias(refine_conv)  # (2, 2, 3, 3)
+    w3, b3 = head.classifier.weight[:, :, 0, 0].tolist(), _bias(head.classifier)  # (2, 2)
 
     def logits_at(r, q):
         h = []
@@ -97,7 +106,7 @@ def test_dense_head_logits_of_one_token_by_hand():
                     for dq in (-1, 0, 1)
                 )
             )
-        h = [_gelu(t) for t in bn(h, head.refine[1])]
+        h = [_gelu(t) for t in bn(h, refine_bn)]
         return [sum(wij * hj for wij, hj in zip(row, h)) + bi for row, bi in zip(w3, b3)]
 
     out = head([a, c], (3, 3))  # the grid size: the bilinear resize is the identity

@@ -7,9 +7,11 @@ from vitcore.data import load_fashion_mnist
 from vitcore.scenes import COLOURS, ObjectSpec, SceneComposer, caption, load_stamps, object_phrase, referring_expression
 from vitcore.tolerance import assert_close, is_close
 
+Items = tuple[torch.Tensor, torch.Tensor]  # (Fashion-MNIST images, labels)
+
 
 @pytest.fixture(scope="module")
-def items():
+def items() -> Items:
     x, y = load_fashion_mnist("test")
     return x[:2000], y[:2000]
 
@@ -38,7 +40,7 @@ def _check_boxes_and_masks(s):
         assert ((s.semantic_masks[i] == 0) == (s.instance_masks[i] == 0)).all()
 
 
-def test_boxes_are_tight_and_masks_agree(items):
+def test_boxes_are_tight_and_masks_agree(items: Items):
     comp = SceneComposer(*items, canvas_size=48, object_size=(14, 22), background=["black", "brick", "noise"])
     s = comp.sample(40, num_objects=(0, 3), seed=3)
     assert s.images.shape == (40, 3, 48, 48) and s.images.dtype == torch.float32
@@ -53,7 +55,7 @@ def test_boxes_are_tight_and_masks_agree(items):
                 assert not (p[0] < q[2] and q[0] < p[2] and p[1] < q[3] and q[1] < p[3])
 
 
-def test_pixels_are_tinted_with_the_named_colour(items):
+def test_pixels_are_tinted_with_the_named_colour(items: Items):
     comp = SceneComposer(*items, canvas_size=32, object_size=(20, 24), colours=("red", "blue"))
     s = comp.compose([[ObjectSpec(label=8, colour=0)], [ObjectSpec(label=8, colour=1)]], seed=0)
     for i, name in enumerate(("red", "blue")):
@@ -66,7 +68,7 @@ def test_pixels_are_tinted_with_the_named_colour(items):
     assert s.labels.tolist() == [[8], [8]] and s.colours.tolist() == [[0], [1]]
 
 
-def test_overlap_keeps_boxes_of_visible_pixels(items, stamps):
+def test_overlap_keeps_boxes_of_visible_pixels(items: Items, stamps):
     comp = SceneComposer(
         *items, stamps=stamps, canvas_size=32, object_size=(16, 24), allow_overlap=True, background="gravel"
     )
@@ -76,14 +78,14 @@ def test_overlap_keeps_boxes_of_visible_pixels(items, stamps):
     assert s.class_names[10] == stamps[0].name
 
 
-def test_determinism(items):
+def test_determinism(items: Items):
     comp = SceneComposer(*items, canvas_size=40, object_size=(12, 20), background=["grass", "coffee"])
     a, b, c = comp.sample(10, seed=5), comp.sample(10, seed=5), comp.sample(10, seed=6)
     assert torch.equal(a.images, b.images) and torch.equal(a.boxes, b.boxes) and a.backgrounds == b.backgrounds
     assert not is_close(a.images, c.images)
 
 
-def test_combos_and_distinct(items):
+def test_combos_and_distinct(items: Items):
     comp = SceneComposer(*items, canvas_size=48, object_size=(12, 16))
     combos = [(0, 1), (5, 2), (8, 0)]
     s = comp.sample(50, num_objects=(2, 3), seed=0, combos=combos)
@@ -92,7 +94,7 @@ def test_combos_and_distinct(items):
         assert set(pairs) <= set(combos) and len(set(pairs)) == len(pairs)
 
 
-def test_fixed_positions_and_language(items):
+def test_fixed_positions_and_language(items: Items):
     comp = SceneComposer(*items, canvas_size=(32, 64), object_size=(16, 24), colours=("red", "blue"))
     s = comp.compose(
         [[ObjectSpec(label=5, colour=0, size=24, xy=(36, 4)), ObjectSpec(label=8, colour=1, size=24, xy=(2, 4))]]
@@ -121,7 +123,7 @@ def test_fixed_positions_and_language(items):
         referring_expression(s, 0, 5)
 
 
-def test_clear_errors(items):
+def test_clear_errors(items: Items):
     with pytest.raises(ValueError, match="do not fit"):
         SceneComposer(*items, canvas_size=24, object_size=(10, 30))
     with pytest.raises(ValueError, match="unknown colours"):

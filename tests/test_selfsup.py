@@ -1,6 +1,7 @@
 """DINO and MAE pre-training loops (vitcore.dino.pretrain, vitcore.mae.pretrain) and their judges."""
 
 import copy
+from typing import Any
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from vitcore.dino import pretrain as dino_pretrain
 from vitcore.mae import MaskedAutoencoder
 from vitcore.mae import pretrain as mae_pretrain
 
-BACKBONE = dict(
+BACKBONE: dict[str, Any] = dict(
     img_size=28,
     patch_size=7,
     in_chans=1,
@@ -25,7 +26,7 @@ BACKBONE = dict(
     dynamic_img_size=True,
     global_pool="avg",
 )
-ENCODER = dict(
+ENCODER: dict[str, Any] = dict(
     img_size=28,
     patch_size=7,
     in_chans=1,

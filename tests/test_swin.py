@@ -156,7 +156,8 @@ def test_patch_merging_concatenation_order_is_the_papers():
     # One channel, a 2x2 grid holding 0, 1 (top row) and 2, 3 (bottom row): the Swin paper's code
     # and timm concatenate top left, bottom left, top right, bottom right.
     merge = PatchMerging(1, (2, 2))
-    merge.norm, merge.reduction = torch.nn.Identity(), torch.nn.Identity()
+    merge.add_module("norm", torch.nn.Identity())  # (add_module: the attributes are typed LayerNorm, Linear)
+    merge.add_module("reduction", torch.nn.Identity())
     grid = torch.tensor([[0.0, 1.0], [2.0, 3.0]]).reshape(1, 4, 1)
     assert merge(grid).flatten().tolist() == [0.0, 2.0, 1.0, 3.0]
 
@@ -209,12 +210,12 @@ def test_swin_stage_alternates_shifts_and_merges_after_its_blocks():
         ],
         1,
     )  # (2, 4, 16)
+    merge = stage.downsample
+    assert isinstance(merge, PatchMerging)
     mu = groups.mean(-1, keepdim=True)
     var = ((groups - mu) ** 2).mean(-1, keepdim=True)
-    normed = (groups - mu) / (
-        var + stage.downsample.norm.eps
-    ).sqrt() * stage.downsample.norm.weight + stage.downsample.norm.bias
-    expected = normed @ stage.downsample.reduction.weight.T
+    normed = (groups - mu) / (var + merge.norm.eps).sqrt() * merge.norm.weight + merge.norm.bias
+    expected = normed @ merge.reduction.weight.T
     assert_close(out, expected, reduction=16)  # the blocks ran the same code; the merge sums 16 channels
     last = SwinStage(dim=4, grid=(4, 4), depth=2, num_heads=2, window=2, downsample=False, drop_paths=[0.0, 0.0])
     assert isinstance(last.downsample, torch.nn.Identity) and last(x).shape == (2, 16, 4)

@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 import torch
 
@@ -17,7 +19,7 @@ from vitcore import (
 from vitcore.tolerance import assert_close, is_close
 
 # Widest product of small_vit: the MLP (32 -> 128); two blocks.
-SIZE = dict(reduction=32 * 4, depth=2)
+SIZE: dict[str, Any] = dict(reduction=32 * 4, depth=2)
 
 
 def small_vit(**kw):
