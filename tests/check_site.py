@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import cast
 from urllib.parse import unquote, urldefrag, urlparse
 
 from bs4 import BeautifulSoup
@@ -111,7 +112,7 @@ def pages(root: Path) -> list[Path]:
 def anchors_of(path: Path, cache: dict[Path, set[str]]) -> set[str]:
     if path not in cache:
         soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
-        cache[path] = {t["id"] for t in soup.find_all(id=True)}
+        cache[path] = {cast(str, t["id"]) for t in soup.find_all(id=True)}  # id: single-valued, a str
     return cache[path]
 
 
@@ -119,7 +120,7 @@ def check_links(page: Path, root: Path, cache: dict[Path, set[str]]) -> list[str
     problems = []
     soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
     for a in soup.find_all("a", href=True):
-        href = a["href"]
+        href = cast(str, a["href"])  # href: single-valued, a str
         if urlparse(href).scheme in ("http", "https", "mailto", "javascript"):
             continue
         target, frag = urldefrag(href)
@@ -127,7 +128,7 @@ def check_links(page: Path, root: Path, cache: dict[Path, set[str]]) -> list[str
         if not dest.exists():
             hint = (
                 " (language switch: build the other edition, bash .ci/build_zh.sh)"
-                if "bilingual-switch" in a.get("class", [])
+                if "bilingual-switch" in a.get_attribute_list("class")
                 else ""
             )
             problems.append(f"broken link {href!r}{hint}")

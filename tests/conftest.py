@@ -48,6 +48,7 @@ def load_benchmark_script(name: str):
     """Import ``benchmarks/<name>.py`` as the module ``name`` (its dataclasses look it up there)."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None  # a .py file has both
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

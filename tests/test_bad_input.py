@@ -4,6 +4,7 @@ large (image sizes, box strings, damaged files)."""
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -242,7 +243,7 @@ def test_unpatchify_checks_token_length_and_grid(n, p, c, claimed_c, grid):
 # ------------------------------------------------------------------------ ViT resolutions
 @pytest.fixture(scope="module")
 def vits():
-    cfg = dict(img_size=32, patch_size=8, in_chans=3, num_classes=5, embed_dim=16, depth=1, num_heads=2)
+    cfg: dict[str, Any] = dict(img_size=32, patch_size=8, in_chans=3, num_classes=5, embed_dim=16, depth=1, num_heads=2)
     return {dyn: VisionTransformer(ViTConfig(**cfg, dynamic_img_size=dyn)).eval() for dyn in (False, True)}
 
 
@@ -367,6 +368,7 @@ def test_truncated_data_file_through_the_public_loader(tmp_path, keep):
     from vitcore import data
 
     src = data.find_fashion_mnist(None)
+    assert src is not None  # the fmnist data the suite runs on
     for name in data.FILES:
         if name.startswith("t10k"):
             (tmp_path / name).write_bytes((src / name).read_bytes())

@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 spec = importlib.util.spec_from_file_location("check_site", Path(__file__).with_name("check_site.py"))
+assert spec is not None and spec.loader is not None  # a .py file has both
 check_site = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check_site)
 

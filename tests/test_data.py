@@ -105,6 +105,7 @@ def test_dataset_and_make_loader(fmnist):
     loader = make_loader("train", n=500, batch_size=128)
     assert isinstance(loader, TensorLoader) and len(loader) == 3  # drop_last for training
     test_loader = make_loader("test", batch_size=4096)
+    assert isinstance(test_loader, TensorLoader)
     assert not test_loader.augment and len(test_loader) == 3
 
 

@@ -206,6 +206,8 @@ def test_loss_equals_an_explicit_sum_over_cross_view_pairs_with_a_centre():
     loss.backward()
     assert all(t.grad is None for t in t_tensors)
     for s in range(3):
+        grad = s_tensors[s].grad
+        assert grad is not None
         for b in range(2):
             p_s = softmax(student[s][b], tau_s)
             g = [0.0, 0.0, 0.0]
@@ -213,7 +215,7 @@ def test_loss_equals_an_explicit_sum_over_cross_view_pairs_with_a_centre():
                 if t != s:
                     p_t = softmax(teacher[t][b], tau_t, c0)
                     g = [gk + (a - q) / (tau_s * 2 * 4) for gk, a, q in zip(g, p_s, p_t)]
-            assert_close(s_tensors[s].grad[b], torch.tensor(g), reduction=3)
+            assert_close(grad[b], torch.tensor(g), reduction=3)
 
 
 def test_teacher_probs_centre_then_sharpen():

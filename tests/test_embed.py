@@ -10,6 +10,7 @@ def test_patch_embed_equals_linear_on_patches():
     x = torch.randn(2, 3, 32, 32)
     # Conv weight (D, C, p1, p2) -> linear weight over (p1 p2 c)-ordered pixels.
     w = pe.proj.weight.permute(0, 2, 3, 1).reshape(20, -1)
+    assert pe.proj.bias is not None
     ref = patchify(x, 8) @ w.T + pe.proj.bias
     assert_close(pe(x), ref, reduction=3 * 8 * 8)  # conv vs matmul over C * P * P = 192 pixels
     assert pe(x).shape == (2, 16, 20)

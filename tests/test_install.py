@@ -32,7 +32,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 def locked(env: dict[str, str] | None = None) -> dict[str, str]:
     """name -> pinned version for an environment (default: this one)."""
-    out = {}
+    out: dict[str, str] = {}
     for r in LOCK:
         if r.marker is None or r.marker.evaluate(env):
             out[canonicalize_name(r.name)] = next(iter(r.specifier)).version
@@ -121,7 +121,7 @@ def test_every_import_in_vitcore_is_declared():
     for group in PYPROJECT["optional-dependencies"].values():
         declared |= {canonicalize_name(Requirement(s).name) for s in group}
     dists = importlib.metadata.packages_distributions()
-    undeclared = {}
+    undeclared: dict[str, list[str]] = {}  # module -> the vitcore files importing it
     for path in sorted((ROOT / "vitcore").glob("*.py")):
         for module in _third_party_imports(path):
             names = {canonicalize_name(d) for d in dists.get(module, [module])}

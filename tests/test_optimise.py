@@ -1,6 +1,8 @@
 """vitcore.train's one optimiser (ScheduledAdamW), its driver optimise() and IndexBatches,
 against AdamW and the schedule written out by hand."""
 
+from typing import cast
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -63,7 +65,8 @@ def test_weight_decay_spares_biases_and_norms_unless_decay_all():
         model = _model()
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         opt = ScheduledAdamW(model, 1, lr, wd, warmup=0.0, clip_grad=None, decay_all=decay_all)
-        opt.step(sum(p.sum() for p in model.parameters()) * 0.0)  # zero gradients: only the decay acts
+        zero = cast(torch.Tensor, sum(p.sum() for p in model.parameters())) * 0.0
+        opt.step(zero)  # zero gradients: only the decay acts
         for n, p in model.named_parameters():
             decayed = decay_all or p.ndim > 1
             want = before[n] * (1 - lr * wd) if decayed else before[n]

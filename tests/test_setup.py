@@ -62,6 +62,7 @@ def repo(tmp_path):
 
 
 def setup(repo: Path, **env: str) -> subprocess.CompletedProcess:
+    assert BASH is not None  # (pytestmark skips the module without bash)
     log = repo / "calls.log"
     full = {**os.environ, "STUB_LOG": str(log), "VITCORE_APT": "0", **env}
     return subprocess.run([BASH, str(repo / ".ci" / "setup.sh")], capture_output=True, text=True, env=full)
@@ -121,6 +122,7 @@ def test_data_and_doctor_decide(repo):
 # ----------------------------------------------------------------------------- system packages
 def system_packages(tmp_path: Path, tools: dict[str, str], **env: str) -> tuple[subprocess.CompletedProcess, str]:
     """Run .ci/system_packages.sh with PATH holding only the given stand-in tools."""
+    assert BASH is not None  # (pytestmark skips the module without bash)
     stub = tmp_path / "bin"
     stub.mkdir(exist_ok=True)
     log = tmp_path / "apt.log"

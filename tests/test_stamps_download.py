@@ -140,9 +140,9 @@ def test_a_bad_archive_gives_a_clear_error_and_leaves_nothing(server, no_stamps,
     url, www, _ = server
     size, sha = SIZE, SHA
     if damage == "wrong bytes":
-        body = bytearray(ARCHIVE)
-        body[SIZE // 2] ^= 0xFF
-        body, match = bytes(body), "sha256 .* expected .*not the release archive"
+        damaged = bytearray(ARCHIVE)
+        damaged[SIZE // 2] ^= 0xFF
+        body, match = bytes(damaged), "sha256 .* expected .*not the release archive"
     elif damage == "truncated":
         body, match = ARCHIVE[: SIZE // 2], "expected .*interrupted download"
     elif damage == "too long":

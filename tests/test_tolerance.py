@@ -1,4 +1,5 @@
 import math
+from typing import cast
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ def test_a_matmul_summed_in_another_order_passes_and_a_bug_fails():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(64, 1536, generator=g), torch.randn(1536, 32, generator=g)
     ref = (a.double() @ b.double()).float()
-    chunked = sum(a[:, i : i + 7] @ b[i : i + 7] for i in range(0, 1536, 7))  # another summation order
+    chunked = cast(torch.Tensor, sum(a[:, i : i + 7] @ b[i : i + 7] for i in range(0, 1536, 7)))  # another order
     assert not torch.equal(chunked, ref)  # the bits differ ...
     assert_close(chunked, ref, reduction=1536)  # ... within the rule
     assert not is_close(chunked * 1.001, ref, reduction=1536)  # a 0.1% scale bug is caught

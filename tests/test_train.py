@@ -80,10 +80,11 @@ def test_fit_reduces_loss_and_records_history(small_data):
     assert hist.images_seen == steps * 32 and hist.seconds > 0
     again = History.from_dict(hist.to_dict())
     assert again.step_loss == hist.step_loss
-    ev = evaluate(model, TensorLoader(*small_data[1], batch_size=100))
+    xt, yt = small_data[1]
+    ev = evaluate(model, TensorLoader(xt, yt, batch_size=100))
     assert ev["acc"] == pytest.approx(hist.eval_acc[-1])
-    logits, labels = predict(model, TensorLoader(*small_data[1], batch_size=100))
-    assert logits.shape == (500, 10) and torch.equal(labels, small_data[1][1])
+    logits, labels = predict(model, TensorLoader(xt, yt, batch_size=100))
+    assert logits.shape == (500, 10) and torch.equal(labels, yt)
 
 
 def test_fit_is_deterministic(small_data):

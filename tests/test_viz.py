@@ -181,5 +181,7 @@ def test_diagrams_show_themselves_as_png_without_pyplot():
     # inline backend yet: the diagram must still appear as an image, not as "<Figure ...>".
     from vitcore.viz import draw_deit_tokens
 
-    png = draw_deit_tokens(n_patches=4)._repr_png_()
+    fig = draw_deit_tokens(n_patches=4)
+    assert hasattr(fig, "_repr_png_")  # a Figure subclass defined lazily in vitcore.viz
+    png = fig._repr_png_()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
