@@ -11,8 +11,9 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 # Test files whose outcome cannot depend on how the CPU rounds floating point: files, text,
-# processes, the built site, installs. Everything else is marked ``numerics``; .ci/test runs the whole
-# suite once and then only ``-m numerics`` on a second kernel path (another processor's rounding).
+# processes, the built site, installs. Everything else is marked ``numerics``. .ci/test runs each test
+# once: ``-m "not numerics"`` on the native kernels, ``-m numerics`` on a second kernel path (another
+# processor's rounding); a plain ``pytest tests`` runs all of them natively.
 # test_checkpoints re-measures every shipped model; the book build re-measures them again on the
 # second path (each chapter asserts that its checkpoints reach their recorded accuracy).
 NOT_NUMERICS = {
