@@ -92,3 +92,19 @@ def test_bad_configs():
         DistilledVisionTransformer(**{**CFG, "global_pool": "avg"})
     with pytest.raises(ValueError, match="alpha"):
         hard_distillation_loss(torch.nn.Identity(), alpha=1.5)
+
+
+def test_deit_is_a_vit_whose_prefix_tokens_are_cls_and_dist():
+    cfg = ViTConfig(img_size=16, patch_size=4, in_chans=1, num_classes=3, embed_dim=16, depth=1, num_heads=2)
+    deit = DistilledVisionTransformer(cfg)
+    assert deit.config.dist_token and deit.num_prefix_tokens == 2
+    assert deit.prefix_tokens() == [deit.cls_token, deit.dist_token]
+    assert deit.pos_embed is not None and deit.pos_embed.shape == (1, 2 + 16, 16)
+    tokens = deit.embed(torch.zeros(1, 1, 16, 16))  # (1, 2 + 16, 16): CLS, DIST, patches
+    assert deit.cls_token is not None and deit.dist_token is not None
+    assert torch.equal(tokens[0, 0], (deit.cls_token + deit.pos_embed[:, 0])[0, 0])
+    assert torch.equal(tokens[0, 1], (deit.dist_token + deit.pos_embed[:, 1])[0, 0])
+    plain = VisionTransformer(cfg)  # the same config without the flag: CLS only
+    assert plain.dist_token is None and plain.prefix_tokens() == [plain.cls_token]
+    with pytest.raises(ValueError, match="dist_token=True needs class_token=True"):
+        ViTConfig(class_token=False, dist_token=True, global_pool="avg")

@@ -91,19 +91,30 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path2 = DropPath(drop_path)
 
-    def forward(
+    def attn_residual(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, return_attention: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """``(B, N, D) -> (B, N, D)``; with ``return_attention`` also ``(B, heads, N, N)``."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The block's first half, ``(B, N, D) -> (B, N, D)``: ``x + attn(norm1(x))`` (post-norm:
+        ``norm1(x + attn(x))``), and the attention weights ``(B, heads, N, N)`` if asked (else None)."""
         attn_in = self.norm1(x) if self.norm_style == "pre" else x
         out = self.attn(attn_in, attn_mask=attn_mask, return_attention=return_attention)
         attn_out, weights = out if return_attention else (out, None)
         x = x + self.drop_path1(self.ls1(attn_out))
+        return (x if self.norm_style == "pre" else self.norm1(x)), weights
+
+    def mlp_residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's second half, ``(B, N, D) -> (B, N, D)``: ``x + mlp(norm2(x))`` (post-norm:
+        ``norm2(x + mlp(x))``). Token pruning (chapter 14) drops tokens between the two halves."""
         if self.norm_style == "pre":
-            x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
-        else:
-            x = self.norm1(x)
-            x = self.norm2(x + self.drop_path2(self.ls2(self.mlp(x))))
+            return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        return self.norm2(x + self.drop_path2(self.ls2(self.mlp(x))))
+
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``(B, N, D) -> (B, N, D)``; with ``return_attention`` also ``(B, heads, N, N)``."""
+        x, weights = self.attn_residual(x, attn_mask, return_attention)
+        x = self.mlp_residual(x)
         if return_attention:
             assert weights is not None  # Attention returns (out, weights) when asked
             return x, weights

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embed import build_pos_embed, resample_pos_embed
 from .train import LossFn
 from .vit import VisionTransformer, ViTConfig
 
@@ -24,7 +23,11 @@ __all__ = ["DistilledVisionTransformer", "hard_distillation_loss"]
 
 
 class DistilledVisionTransformer(VisionTransformer):
-    """``[CLS, DIST, patches] + positions -> blocks -> norm``; ``head`` reads CLS, ``head_dist`` reads DIST."""
+    """``[CLS, DIST, patches] + positions -> blocks -> norm``; ``head`` reads CLS, ``head_dist`` reads DIST.
+
+    A :class:`~vitcore.vit.VisionTransformer` with ``dist_token=True`` (its prefix tokens are CLS
+    and DIST) and a second head.
+    """
 
     def __init__(self, config: ViTConfig | None = None, **kwargs: Any) -> None:
         cfg = config if config is not None else ViTConfig(**kwargs)
@@ -34,35 +37,10 @@ class DistilledVisionTransformer(VisionTransformer):
             raise ValueError("DeiT needs class_token=True, global_pool='token' and no register tokens")
         if cfg.num_classes <= 0:
             raise ValueError("DeiT needs num_classes > 0 (it has two classification heads)")
-        super().__init__(cfg)
-        d = cfg.embed_dim
-        self.num_prefix_tokens = 2  # CLS and DIST
-        self.dist_token = nn.Parameter(torch.zeros(1, 1, d))
-        nn.init.trunc_normal_(self.dist_token, std=0.02)
-        if self.pos_embed is not None:  # one more position for the new token
-            n_prefix = 0 if cfg.no_embed_class else 2
-            pe = build_pos_embed(cfg.pos_embed, self.patch_embed.grid_size, d, n_prefix)
-            if cfg.pos_embed == "learn":
-                nn.init.trunc_normal_(pe, std=0.02)
-            self.pos_embed = nn.Parameter(pe, requires_grad=cfg.pos_embed == "learn")
-        self.head_dist = nn.Linear(d, cfg.num_classes)
+        super().__init__(dataclasses.replace(cfg, dist_token=True))
+        self.head_dist = nn.Linear(cfg.embed_dim, cfg.num_classes)
         nn.init.zeros_(self.head_dist.weight)
         nn.init.zeros_(self.head_dist.bias)
-
-    def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """Patch tokens ``(B, N, D)`` -> ``(B, 2 + N, D)``: CLS, DIST, patches, plus positions."""
-        b = x.shape[0]
-        assert self.cls_token is not None  # __init__ requires class_token=True
-        prefix = torch.cat([self.cls_token.expand(b, -1, -1), self.dist_token.expand(b, -1, -1)], dim=1)  # (B, 2, D)
-        if self.pos_embed is None:
-            return self.pos_drop(torch.cat([prefix, x], dim=1))
-        pos_embed: torch.Tensor = self.pos_embed
-        n_prefix = 0 if self.config.no_embed_class else 2
-        if grid != self.patch_embed.grid_size:
-            pos_embed = resample_pos_embed(pos_embed, grid, self.patch_embed.grid_size, n_prefix)
-        if self.config.no_embed_class:
-            return self.pos_drop(torch.cat([prefix, x + pos_embed], dim=1))
-        return self.pos_drop(torch.cat([prefix, x], dim=1) + pos_embed)
 
     def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images -> ``(CLS-head logits, distillation-head logits)``, each ``(B, num_classes)``."""

@@ -83,7 +83,7 @@ class MaskedAutoencoder(nn.Module):
         x = enc.patch_embed(images) + enc.pos_embed[:, 1:]  # (B, N, D), positions added before masking
         x, mask, ids_restore = random_masking(x, mask_ratio, generator)  # (B, K, D)
         cls = (enc.cls_token + enc.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)  # (B, 1 + K, D)
+        x = enc.pos_drop(torch.cat([cls, x], dim=1))  # (B, 1 + K, D), as the encoder's own embed()
         for blk in enc.blocks:
             x = blk(x)
         return enc.norm(x), mask, ids_restore

@@ -95,19 +95,12 @@ def _pruning_block(
     blk: Block, x: torch.Tensor, keep: float | int, prefix: int, fuse: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One encoder block that drops tokens between its attention and its MLP (as EViT does)."""
-    pre = blk.norm_style == "pre"
-    out, weights = blk.attn(blk.norm1(x) if pre else x, return_attention=True)  # weights (B, h, T, T)
-    x = x + blk.drop_path1(blk.ls1(out))
-    if not pre:
-        x = blk.norm1(x)
+    x, weights = blk.attn_residual(x, return_attention=True)  # weights (B, h, T, T)
+    assert weights is not None
     n = x.shape[1] - prefix
     k = min(n, max(1, math.ceil(keep * n))) if isinstance(keep, float) else keep
     x, idx = select_tokens(x, cls_attention_scores(weights, prefix), k, prefix, fuse)
-    if pre:
-        x = x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
-    else:
-        x = blk.norm2(x + blk.drop_path2(blk.ls2(blk.mlp(x))))
-    return x, idx
+    return blk.mlp_residual(x), idx
 
 
 def forward_pruned(

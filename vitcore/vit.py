@@ -34,6 +34,7 @@ class ViTConfig:
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
     class_token: bool = True
+    dist_token: bool = False  # DeiT's distillation token, after CLS (Touvron et al., 2021; chapter 6)
     reg_tokens: int = 0  # register tokens (Darcet et al., 2024)
     global_pool: str = "token"  # "token" (CLS) or "avg" (mean of patch tokens)
     pos_embed: str = "learn"  # "learn", "sincos1d", "sincos2d" or "none"
@@ -52,6 +53,8 @@ class ViTConfig:
             raise ValueError(f"global_pool must be 'token' or 'avg', got {self.global_pool!r}")
         if self.global_pool == "token" and not self.class_token:
             raise ValueError("global_pool='token' needs class_token=True")
+        if self.dist_token and not self.class_token:
+            raise ValueError("dist_token=True needs class_token=True (the distillation token follows CLS)")
         if not 0.0 <= self.drop_path_rate < 1.0:  # the last block drops its branches with this probability
             raise ValueError(
                 f"drop_path_rate must be in [0, 1) (the last block's DropPath drop_prob), got {self.drop_path_rate}"
@@ -61,7 +64,8 @@ class ViTConfig:
 
     @property
     def num_prefix_tokens(self) -> int:
-        return int(self.class_token) + self.reg_tokens
+        """Tokens before the patches: CLS, DIST, then the registers."""
+        return int(self.class_token) + int(self.dist_token) + self.reg_tokens
 
 
 # (embed_dim, depth, num_heads, patch_size): ViT paper Table 1, DeiT for tiny/small.
@@ -101,6 +105,7 @@ class VisionTransformer(nn.Module):
             cfg.img_size, cfg.patch_size, cfg.in_chans, d, dynamic_img_size=cfg.dynamic_img_size
         )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.class_token else None
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.dist_token else None
         self.reg_token = nn.Parameter(torch.zeros(1, cfg.reg_tokens, d)) if cfg.reg_tokens else None
         if cfg.pos_embed == "none":
             self.pos_embed = None
@@ -140,6 +145,8 @@ class VisionTransformer(nn.Module):
         for tok in (self.cls_token, self.reg_token):
             if tok is not None:
                 nn.init.normal_(tok, std=1e-6)
+        if self.dist_token is not None:
+            nn.init.trunc_normal_(self.dist_token, std=0.02)  # as DeiT
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
@@ -156,9 +163,13 @@ class VisionTransformer(nn.Module):
         p = self.patch_embed.patch_size
         return x.shape[-2] // p[0], x.shape[-1] // p[1]
 
+    def prefix_tokens(self) -> list[nn.Parameter]:
+        """The learned tokens put before the patches, in order: CLS, DIST, registers (those present)."""
+        return [t for t in (self.cls_token, self.dist_token, self.reg_token) if t is not None]
+
     def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Patch tokens ``(B, N, D)`` -> ``(B, prefix + N, D)`` with prefix tokens and positions."""
-        prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
+        prefix = [t.expand(x.shape[0], -1, -1) for t in self.prefix_tokens()]
         if self.pos_embed is None:
             return self.pos_drop(torch.cat(prefix + [x], dim=1))
         pos_embed: torch.Tensor = self.pos_embed
