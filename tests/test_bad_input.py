@@ -304,7 +304,7 @@ def test_parse_box_names_a_coordinate_too_long_to_read():
 @pytest.fixture(scope="module")
 def labels_gz():
     """The compressed bytes of the small Fashion-MNIST file (10,000 test labels)."""
-    from vitcore import data
+    from vitcore.data import fashion_mnist as data
 
     src = data.find_fashion_mnist(None)
     assert src is not None
@@ -319,7 +319,7 @@ def labels_gz():
 def test_damaged_data_file_is_refused_or_read_intact(tmp_path, labels_gz, cut, flips):
     """A damaged ``.gz`` either still decompresses to the exact official bytes (a flip in the gzip
     header's timestamp, say) or is refused with a ValueError naming the file."""
-    from vitcore import data
+    from vitcore.data import fashion_mnist as data
 
     raw = bytearray(labels_gz)
     for where, value in flips:
@@ -351,7 +351,7 @@ def _write(folder: Path, raw: bytes) -> Path:
 @given(idx=st.integers(8, 10007), delta=st.integers(1, 9), unverified=st.booleans())
 def test_wrong_contents_fail_the_checksum(tmp_path, labels_gz, idx, delta, unverified):
     """Valid gzip, valid idx header, one label changed: the SHA-256 of the contents catches it."""
-    from vitcore import data
+    from vitcore.data import fashion_mnist as data
 
     raw = bytearray(gzip.decompress(labels_gz))
     raw[idx] = (raw[idx] + delta) % 10
@@ -365,7 +365,7 @@ def test_wrong_contents_fail_the_checksum(tmp_path, labels_gz, idx, delta, unver
 
 @pytest.mark.parametrize("keep", [0, 10, 100, 0.5, 0.99])
 def test_truncated_data_file_through_the_public_loader(tmp_path, keep):
-    from vitcore import data
+    from vitcore.data import fashion_mnist as data
 
     src = data.find_fashion_mnist(None)
     assert src is not None  # the fmnist data the suite runs on

@@ -7,7 +7,8 @@ import sys
 
 import torch
 
-from vitcore import assets, data, doctor, shipped
+from vitcore import assets, doctor, shipped
+from vitcore.data import fashion_mnist as data
 
 
 def by_name(lines):

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitcore import assets, data
+from vitcore import assets
 from vitcore.assets import StampsError, download_stamps, find_stamps
+from vitcore.data import fashion_mnist as data
 from vitcore.scenes import load_stamps
 
 TOP = f"tuxpaint-stamps-{assets.STAMPS_VERSION}"

@@ -226,7 +226,7 @@ def fetch_missing(
 
     Returns where each was found or put. Used by ``python -m vitcore.assets fetch``.
     """
-    from . import data
+    from .data import fashion_mnist as data
 
     found: dict[str, Path] = {}
     fm = data.find_fashion_mnist()
@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("where", help="say where Fashion-MNIST and the stamps are found (downloads nothing)")
     sub.add_parser("fetch", help="download whatever of the two is missing (network), verified")
     args = parser.parse_args(argv)
-    from . import data
+    from .data import fashion_mnist as data
 
     if args.cmd == "where":
         fm, st = data.find_fashion_mnist(), find_stamps()

@@ -170,7 +170,8 @@ def check_packages(packages: Sequence[tuple[str, str, str]] = PACKAGES) -> list[
 
 def check_data() -> list[Check]:
     """Where Fashion-MNIST and the Tux Paint stamps were found, or how to get them."""
-    from . import assets, data
+    from . import assets
+    from .data import fashion_mnist as data
 
     lines = []
     fm = data.find_fashion_mnist()

@@ -491,7 +491,9 @@ _CODE = (
     "attention.py",
     "block.py",
     "cnn.py",
-    "data.py",
+    "data/augment.py",
+    "data/fashion_mnist.py",
+    "data/loaders.py",
     "deit.py",
     "dino.py",
     "embed.py",
@@ -507,7 +509,7 @@ def code_version() -> str:
     """Hash of the source of the modules that shape a trained model (12 hex digits)."""
     digest = hashlib.sha256()
     for name in _CODE:
-        digest.update(Path(__file__).with_name(name).read_bytes())
+        digest.update((Path(__file__).parent / name).read_bytes())
     return digest.hexdigest()[:12]
 
 

@@ -1,51 +1,18 @@
-"""Composed scenes: real objects pasted onto a canvas or a photo, with exact boxes and masks.
-
-Several chapters need images whose contents are known exactly: CLIP (chapter 9) needs captions
-such as "a red sandal left of a blue bag", visual grounding (chapter 13) needs tight boxes and
-distractors of the same kind, segmentation (chapter 15) needs per-pixel masks. A
-:class:`SceneComposer` pastes
-
-- Fashion-MNIST items (their mask is where the pixels are bright; they are tinted with a named
-  colour, keeping the item's own shading), and optionally
-- Tux Paint stamps (RGBA pictures, each with an English caption in the ``.txt`` file beside it;
-  from the Debian package in ``/usr/share/tuxpaint/stamps``, or downloaded once by
-  :func:`vitcore.assets.download_stamps`, see :func:`vitcore.assets.find_stamps`), in their own
-  colours,
-
-onto a plain canvas, noise, or random crops of real textures and photos from ``skimage.data``.
-Every pasted pixel is recorded in an instance mask, so boxes are the tight boxes of the *visible*
-pixels of each object (after any occlusion) and masks and boxes always agree.
-
-Coordinates: ``box = (x1, y1, x2, y2)`` in pixels, ``x1, y1`` the first column/row that holds
-the object and ``x2, y2`` one past the last, so the object's pixels are ``mask[y1:y2, x1:x2]``.
-"""
+"""The scene composer: tinted Fashion-MNIST items and stamps pasted onto a canvas or a photo, with
+exact boxes and instance and semantic masks (chapters 9, 12, 13, 15)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = [
-    "COLOURS",
-    "FASHION_NAMES",
-    "TEXTURES",
-    "STAMP_DIR",
-    "Stamp",
-    "load_stamps",
-    "load_texture",
-    "ObjectSpec",
-    "Scenes",
-    "SceneComposer",
-    "object_phrase",
-    "caption",
-    "referring_expression",
-]
+from .sources import _PLAIN, TEXTURES, Stamp, _texture, load_texture
+
+__all__ = ["COLOURS", "FASHION_NAMES", "ObjectSpec", "Scenes", "SceneComposer"]
 
 # Named tints (RGB in [0, 1]); an item is drawn as ``tint * shade`` with shade from its own pixels.
 COLOURS: dict[str, tuple[float, float, float]] = {
@@ -73,112 +40,7 @@ FASHION_NAMES: tuple[str, ...] = (
     "ankle boot",
 )
 
-# skimage.data images that make good backgrounds (grey ones are repeated into RGB).
-TEXTURES: tuple[str, ...] = ("brick", "grass", "gravel", "coffee", "rocket", "chelsea", "astronaut", "camera")
 
-STAMP_DIR = Path("/usr/share/tuxpaint/stamps")
-_PLAIN = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0), "gray": (0.5, 0.5, 0.5)}
-
-
-# ----------------------------------------------------------------------------- sources
-@dataclass
-class Stamp:
-    """A Tux Paint stamp: RGB ``(h, w, 3)`` float in [0, 1], a boolean mask ``(h, w)``, a name, a caption."""
-
-    rgb: np.ndarray
-    mask: np.ndarray
-    name: str
-    caption: str
-    path: Path
-
-
-def _stamp_name(path: Path) -> str:
-    """``frog-1.png`` -> ``frog``; ``adelaide-rosella.png`` -> ``adelaide rosella``."""
-    stem = path.stem.lower().replace("_", " ").replace("-", " ")
-    words = [w for w in stem.split() if not w.isdigit()]
-    return " ".join(words) or path.stem
-
-
-def load_stamps(
-    categories: Sequence[str] | None = None,
-    names: Sequence[str] | None = None,
-    size: int = 32,
-    root: str | Path | None = None,
-    limit: int | None = None,
-) -> list[Stamp]:
-    """Tux Paint stamps under ``root/<category>/...``, shrunk so the longer side is ``size`` px.
-
-    ``root`` defaults to the first stamps folder :func:`vitcore.assets.find_stamps` finds
-    (``$VITCORE_STAMPS``, the data folder, the Debian package's ``STAMP_DIR``, the cache).
-
-    ``categories``: top-level folders such as ``("animals", "food")`` (default: all); ``names``:
-    keep only stamps whose name is in this list. The caption is the first line of the ``.txt``
-    file beside the picture (its English text), or the name when there is none.
-    """
-    from PIL import Image
-
-    if root is None:
-        from .assets import _HOW_TO_GET, find_stamps, stamp_dirs
-
-        found = find_stamps()
-        if found is None:
-            tried = ", ".join(str(d) for d, _ in stamp_dirs())
-            raise ValueError(f"no Tux Paint stamps found (looked in {tried}). {_HOW_TO_GET}")
-        root = found
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(
-            f"no Tux Paint stamps at {root}; install the Debian package tuxpaint-stamps-default "
-            "or run `python -m vitcore.assets fetch`"
-        )
-    folders = [root / c for c in categories] if categories else [root]
-    for f in folders:
-        if not f.is_dir():
-            known = sorted(p.name for p in root.iterdir() if p.is_dir())
-            raise ValueError(f"no stamp category {f.name!r}; choose from {known}")
-    paths = sorted(p for f in folders for p in f.rglob("*.png"))
-    stamps: list[Stamp] = []
-    for p in paths:
-        name = _stamp_name(p)
-        if names is not None and name not in names:
-            continue
-        img = Image.open(p).convert("RGBA")
-        img.thumbnail((size, size), Image.Resampling.LANCZOS)
-        arr = np.asarray(img, dtype=np.float32) / 255.0  # (h, w, 4)
-        mask = arr[..., 3] > 0.5
-        if not mask.any():
-            continue
-        ys, xs = np.nonzero(mask)
-        sl = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-        txt = p.with_suffix(".txt")
-        cap = txt.read_text(encoding="utf-8", errors="replace").splitlines()[0].strip() if txt.is_file() else name
-        stamps.append(Stamp(np.ascontiguousarray(arr[sl][..., :3]), mask[sl].copy(), name, cap, p))
-        if limit is not None and len(stamps) >= limit:
-            break
-    if not stamps:
-        raise ValueError(f"no stamps matched categories={categories} names={names} under {root}")
-    return stamps
-
-
-@functools.lru_cache(maxsize=16)
-def _texture(name: str) -> np.ndarray:
-    import skimage.data
-
-    if name not in TEXTURES:
-        raise ValueError(f"unknown texture {name!r}; choose from {TEXTURES}")
-    img = getattr(skimage.data, name)().astype(np.float32) / 255.0
-    return np.repeat(img[..., None], 3, -1) if img.ndim == 2 else img[..., :3]
-
-
-def load_texture(name: str, scale: float = 0.25) -> np.ndarray:
-    """A ``skimage.data`` image as float RGB ``(H, W, 3)``, shrunk by ``scale`` (so crops show structure)."""
-    img = torch.from_numpy(_texture(name)).permute(2, 0, 1)[None]  # (1, 3, H, W)
-    h, w = max(1, round(img.shape[2] * scale)), max(1, round(img.shape[3] * scale))
-    img = F.interpolate(img, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-    return img[0].permute(1, 2, 0).clamp(0, 1).numpy()
-
-
-# ----------------------------------------------------------------------------- scenes
 @dataclass
 class ObjectSpec:
     """What to paste; ``None`` fields are drawn at random.
@@ -520,68 +382,3 @@ def _disjoint(boxes: list[tuple[int, int, int, int]], gap: int) -> bool:
             if p[0] < q[2] + gap and q[0] < p[2] + gap and p[1] < q[3] + gap and q[1] < p[3] + gap:
                 return False
     return True
-
-
-# ----------------------------------------------------------------------------- language
-def object_phrase(scenes: Scenes, i: int, k: int, article: str = "a", colour: bool = True) -> str:
-    """``"a red sandal"`` for object ``k`` of scene ``i`` (stamps: ``"a frog"``)."""
-    obj = scenes.objects(i)[k]
-    words = ([obj["colour_name"]] if colour and obj["colour_name"] else []) + [obj["name"]]
-    if article == "a" and words[0][0] in "aeiou":
-        article = "an"
-    return " ".join(([article] if article else []) + words)
-
-
-def caption(scenes: Scenes, i: int, rng: np.random.Generator | None = None) -> str:
-    """A caption listing the objects left to right.
-
-    One object: ``"a red sandal"``; two: ``"a red sandal left of a blue bag"`` (with ``rng``, half
-    the time the same scene as ``"a blue bag right of a red sandal"``); more: ``"a red sandal, a
-    blue bag and a green coat"`` (left to right).
-    """
-    objs = scenes.objects(i)
-    if not objs:
-        return "nothing"
-    order = sorted(range(len(objs)), key=lambda k: objs[k]["centre"][0])
-    phrases = [object_phrase(scenes, i, k) for k in order]
-    if len(phrases) == 1:
-        return phrases[0]
-    if len(phrases) == 2:
-        if rng is not None and rng.random() < 0.5:
-            return f"{phrases[1]} right of {phrases[0]}"
-        return f"{phrases[0]} left of {phrases[1]}"
-    return ", ".join(phrases[:-1]) + " and " + phrases[-1]
-
-
-def referring_expression(scenes: Scenes, i: int, k: int) -> str | None:
-    """The shortest phrase that picks out object ``k`` of scene ``i`` among the others.
-
-    Tries ``"the bag"``, ``"the red bag"``, ``"the bag on the left"`` (or right/top/bottom,
-    leftmost/rightmost among several), ``"the red bag on the left"``; ``None`` if nothing in
-    this vocabulary is unambiguous.
-    """
-    objs = scenes.objects(i)
-    if not 0 <= k < len(objs):
-        raise ValueError(f"scene {i} has {len(objs)} objects, no object {k}")
-    me = objs[k]
-
-    def same(o: dict, use_colour: bool) -> bool:
-        return o["name"] == me["name"] and (not use_colour or o["colour_name"] == me["colour_name"])
-
-    for use_colour, use_place in ((False, False), (True, False), (False, True), (True, True)):
-        if use_colour and me["colour_name"] is None:
-            continue
-        rivals = [o for j, o in enumerate(objs) if j != k and same(o, use_colour)]
-        noun = object_phrase(scenes, i, k, article="the", colour=use_colour)
-        if not rivals:
-            return noun
-        if not use_place:
-            continue
-        for axis, (low, high) in ((0, ("left", "right")), (1, ("top", "bottom"))):
-            c = [o["centre"][axis] for o in rivals]
-            two = len(rivals) == 1
-            if me["centre"][axis] < min(c):
-                return f"{noun} on the {low}" if two else f"the {low}most {noun[4:]}"
-            if me["centre"][axis] > max(c):
-                return f"{noun} on the {high}" if two else f"the {high}most {noun[4:]}"
-    return None
