@@ -125,15 +125,16 @@ def run_all(state_dir: Path, distributed: bool) -> dict:
 def _worker(out_dir: Path) -> None:
     """What each torchrun process runs."""
     import vitcore.train as vtrain
+    import vitcore.train.loop as vtrain_loop
 
     saves: list[int] = []
-    original = vtrain._save_state
+    original = vtrain_loop._save_state
 
     def counted_save(*a: Any, **k: Any) -> None:
         saves.append(1)
         original(*a, **k)
 
-    vtrain._save_state = counted_save
+    vtrain_loop._save_state = counted_save
     torch.set_num_threads(1)
     res = run_all(out_dir, distributed=True)
     rank, world = vtrain.distributed_rank_and_size()

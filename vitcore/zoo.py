@@ -499,7 +499,10 @@ _CODE = (
     "embed.py",
     "mae.py",
     "selfsup.py",
-    "train.py",
+    "train/__init__.py",
+    "train/distributed.py",
+    "train/loop.py",
+    "train/optim.py",
     "vit.py",
     "zoo.py",
 )
