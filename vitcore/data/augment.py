@@ -9,8 +9,6 @@ import torch.nn.functional as F
 
 from .fashion_mnist import MEAN, STD
 
-__all__ = ["normalize", "random_crop", "random_flip", "augment_batch"]
-
 
 def normalize(x: torch.Tensor, mean: float = MEAN, std: float = STD) -> torch.Tensor:
     """uint8 images ``(B, 28, 28)`` or ``(B, 1, 28, 28)`` -> float ``(B, 1, 28, 28)``, mean 0, std 1."""

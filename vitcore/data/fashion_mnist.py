@@ -25,21 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = [
-    "CLASSES",
-    "MEAN",
-    "STD",
-    "DEBIAN_DIR",
-    "MIRRORS",
-    "FILES",
-    "DataMissingError",
-    "cache_root",
-    "find_fashion_mnist",
-    "download_fashion_mnist",
-    "load_fashion_mnist",
-    "stratified_indices",
-]
-
 CLASSES: tuple[str, ...] = (
     "T-shirt/top",
     "Trouser",

@@ -16,8 +16,6 @@ from torch.utils.data import DataLoader, Dataset
 from .augment import augment_batch, normalize
 from .fashion_mnist import CLASSES, load_fashion_mnist, stratified_indices
 
-__all__ = ["TensorLoader", "FashionMNIST", "WorkerLoader", "make_loader"]
-
 
 class TensorLoader:
     """Batches from in-memory uint8 tensors, augmented a whole batch at a time.

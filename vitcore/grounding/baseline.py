@@ -10,8 +10,6 @@ from torch import nn
 from ..boxes import generalized_box_iou
 from ..vit import VisionTransformer
 
-__all__ = ["BoxRegressor", "box_regression_loss"]
-
 
 class BoxRegressor(nn.Module):
     """A ViT whose CLS token is read by an MLP into a box: ``sigmoid -> (cx, cy, w, h)`` in [0, 1],

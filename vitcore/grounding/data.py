@@ -11,8 +11,6 @@ import torch
 
 from ..scenes import ObjectSpec, SceneComposer, Scenes, referring_expression
 
-__all__ = ["ReferringData", "make_referring_dataset"]
-
 
 @dataclass
 class ReferringData:

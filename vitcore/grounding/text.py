@@ -11,8 +11,6 @@ import torch
 from ..boxes import BoxParseError, box_iou, dequantize_box, format_box, parse_box, quantize_box
 from ..vlm import GroundingTokenizer, VisionLanguageModel
 
-__all__ = ["encode_grounding", "ground", "localisation_metrics", "word_ids"]
-
 
 def encode_grounding(
     tok: GroundingTokenizer, instructions: Sequence[str], boxes: torch.Tensor | None, image_size: tuple[int, int]

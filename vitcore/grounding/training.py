@@ -16,8 +16,6 @@ from .baseline import BoxRegressor, box_regression_loss
 from .data import ReferringData
 from .text import encode_grounding
 
-__all__ = ["coordinate_smoothed_loss", "optimise_indexed", "train_vlm", "train_regressor"]
-
 
 def coordinate_smoothed_loss(
     logits: torch.Tensor, target: torch.Tensor, tok: GroundingTokenizer, sigma: float = 0.0

@@ -12,8 +12,6 @@ import torch.nn.functional as F
 
 from .sources import _PLAIN, TEXTURES, Stamp, _texture, load_texture
 
-__all__ = ["COLOURS", "FASHION_NAMES", "ObjectSpec", "Scenes", "SceneComposer"]
-
 # Named tints (RGB in [0, 1]); an item is drawn as ``tint * shade`` with shade from its own pixels.
 COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.95, 0.12, 0.10),

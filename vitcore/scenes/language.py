@@ -7,8 +7,6 @@ import numpy as np
 
 from .composer import Scenes
 
-__all__ = ["object_phrase", "caption", "referring_expression"]
-
 
 def object_phrase(scenes: Scenes, i: int, k: int, article: str = "a", colour: bool = True) -> str:
     """``"a red sandal"`` for object ``k`` of scene ``i`` (stamps: ``"a frog"``)."""

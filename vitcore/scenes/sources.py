@@ -12,8 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TEXTURES", "STAMP_DIR", "Stamp", "load_stamps", "load_texture"]
-
 # skimage.data images that make good backgrounds (grey ones are repeated into RGB).
 TEXTURES: tuple[str, ...] = ("brick", "grass", "gravel", "coffee", "rocket", "chelsea", "astronaut", "camera")
 

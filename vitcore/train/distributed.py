@@ -12,8 +12,6 @@ from torch import nn
 if TYPE_CHECKING:
     from torch.utils.data.distributed import DistributedSampler
 
-__all__ = ["setup_distributed", "cleanup_distributed", "distributed_rank_and_size", "is_main_process"]
-
 
 def setup_distributed(backend: str | None = None) -> tuple[int, int]:
     """Join the process group that ``torchrun`` describes in the environment; return ``(rank, world_size)``.

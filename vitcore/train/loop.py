@@ -30,9 +30,6 @@ from .distributed import (
 )
 from .optim import ScheduledAdamW
 
-__all__ = ["LossFn", "History", "fit", "predict", "evaluate"]
-
-
 # loss_fn(model, images, labels) -> (loss, logits used for the accuracy)
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

@@ -16,8 +16,6 @@ from ..device import autocast
 if TYPE_CHECKING:
     pass
 
-__all__ = ["warmup_cosine", "param_groups", "ScheduledAdamW", "IndexBatches", "optimise"]
-
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float = 0.0) -> float:
     """Learning rate at optimizer step ``step`` (0-based).

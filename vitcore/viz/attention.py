@@ -17,16 +17,6 @@ if TYPE_CHECKING:  # matplotlib is needed only to draw the diagrams
 
 from ..vit import VisionTransformer
 
-__all__ = [
-    "attention_maps",
-    "cls_attention",
-    "attention_rollout",
-    "patch_distances",
-    "mean_attention_distance",
-    "upsample_map",
-    "pca_colors",
-]
-
 
 @torch.no_grad()
 def attention_maps(model: VisionTransformer, images: torch.Tensor) -> list[torch.Tensor]:

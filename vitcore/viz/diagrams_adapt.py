@@ -9,8 +9,6 @@ if TYPE_CHECKING:  # matplotlib is needed only to draw the diagrams
     import matplotlib.figure
 from ._drawing import COLORS, FONT, _adder, _arrow, _box, _canvas, _grid, _image_fills, _token_row
 
-__all__ = ["draw_lora", "draw_vlm_sequence"]
-
 
 def draw_lora(d_in: int = 384, d_out: int = 1152, r: int = 8) -> matplotlib.figure.Figure:
     """LoRA on one linear layer: the frozen weight ``W`` beside a trainable low-rank path ``B A``

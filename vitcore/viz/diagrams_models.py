@@ -22,8 +22,6 @@ from ._drawing import (
     _windows,
 )
 
-__all__ = ["draw_encoder_block", "draw_deit_tokens", "draw_swin"]
-
 
 def draw_encoder_block() -> matplotlib.figure.Figure:
     """The encoder block wired two ways, side by side: pre-norm (ViT) and post-norm (the original

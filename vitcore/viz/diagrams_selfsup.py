@@ -9,8 +9,6 @@ if TYPE_CHECKING:  # matplotlib is needed only to draw the diagrams
     import matplotlib.figure
 from ._drawing import COLORS, FONT, _arrow, _box, _canvas, _grid, _image_fills, _token
 
-__all__ = ["draw_mae", "draw_dino"]
-
 
 def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotlib.figure.Figure:
     """MAE: mask most patches, encode only the visible ones, put mask tokens back, decode every

@@ -13,8 +13,6 @@ from torch import nn
 from ..vit import VisionTransformer
 from ..vlm import Connector, GroundingTokenizer, TinyLM, VisionLanguageModel
 
-__all__ = ["build_head", "assemble", "vit_tokens"]
-
 
 def build_head(spec: dict) -> nn.ModuleDict:
     """The trainable part of a VLM from a recipe's ``model`` part: ``connector`` (ViT width times

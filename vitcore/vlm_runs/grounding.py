@@ -15,9 +15,6 @@ from ..scenes import FASHION_NAMES, SceneComposer
 from ..vlm import GroundingTokenizer
 from .common import _cached_tokens, assemble, build_head
 
-__all__ = ["instruction_words", "grounding_data", "train_grounding"]
-
-
 # Every word a referring expression of vitcore.scenes can use besides the colour and item names.
 _EXPRESSION_WORDS = (
     "find",

@@ -13,8 +13,6 @@ from ..grounding import BoxRegressor, ReferringData, localisation_metrics
 from ..scenes import SceneComposer
 from ..vit import VisionTransformer
 
-__all__ = ["build_box_regressor", "single_object_data", "train_patch_sweep"]
-
 
 def build_box_regressor(spec: dict) -> BoxRegressor:
     """Chapter 13's patch-size sweep model: a ViT trained from scratch whose CLS token an MLP reads

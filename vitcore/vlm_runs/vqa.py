@@ -14,20 +14,6 @@ from ..scenes import FASHION_NAMES, SceneComposer
 from ..vlm import GroundingTokenizer, VisionLanguageModel
 from .common import _cached_tokens, assemble, build_head
 
-__all__ = [
-    "qa_words",
-    "two_item_scenes",
-    "scene_questions",
-    "qa_data",
-    "encode_qa",
-    "answer_questions",
-    "correct_answers",
-    "train_vqa",
-    "shuffle_tokens",
-    "train_scene_qa",
-]
-
-
 QA_WORDS = ("what", "colour", "is", "the", "which", "item", "on", "left", "?")
 
 
