@@ -18,7 +18,7 @@ from vitcore.data import (
     augment_batch,
     load_fashion_mnist,
     make_loader,
-    normalize,
+    normalise,
     random_crop,
     stratified_indices,
 )
@@ -68,7 +68,7 @@ def test_tensor_loader_batches_and_normalisation(fmnist):
     assert batches[0][0].shape == (300, 1, 28, 28) and batches[0][0].dtype == torch.float32
     seen = torch.cat([b[1] for b in batches])
     assert torch.equal(torch.bincount(seen, minlength=10), torch.bincount(y, minlength=10))  # a permutation
-    plain = normalize(x)
+    plain = normalise(x)
     assert abs(plain.mean().item()) < 0.1 and abs(plain.std().item() - 1) < 0.1
     again = list(TensorLoader(x, y, batch_size=300, shuffle=True, augment=True, seed=1))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))  # same seed, same batches
@@ -93,7 +93,7 @@ def test_augment_changes_images_but_keeps_shape(fmnist):
     (xtr, _), _ = fmnist
     out = augment_batch(xtr[:64], generator=torch.Generator().manual_seed(0))
     assert out.shape == (64, 1, 28, 28)
-    assert not is_close(out, normalize(xtr[:64]))
+    assert not is_close(out, normalise(xtr[:64]))
     ra = augment_batch(xtr[:4], randaugment=True)
     assert ra.shape == (4, 1, 28, 28) and ra.dtype == torch.float32
 

@@ -42,7 +42,7 @@ def run_all(state_dir: Path, distributed: bool) -> dict:
     from torch.utils.data import DataLoader, TensorDataset
     from torch.utils.data.distributed import DistributedSampler
 
-    from vitcore.data import TensorLoader, normalize
+    from vitcore.data import TensorLoader, normalise
     from vitcore.deit import DistilledVisionTransformer, hard_distillation_loss
     from vitcore.train import distributed_rank_and_size, fit
     from vitcore.vit import ViTConfig
@@ -94,7 +94,7 @@ def run_all(state_dir: Path, distributed: bool) -> dict:
 
     # C: a DataLoader that shards itself: 16 per rank with a DistributedSampler, 32 in one process
     x, y = _data(64, 3)
-    ds = TensorDataset(normalize(x), y)
+    ds = TensorDataset(normalise(x), y)
     if distributed:
         dl = DataLoader(ds, batch_size=16, sampler=DistributedSampler(ds, shuffle=False))
     else:

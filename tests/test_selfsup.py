@@ -8,7 +8,7 @@ import torch
 
 import vitcore
 from vitcore import selfsup
-from vitcore.data import load_fashion_mnist, normalize
+from vitcore.data import load_fashion_mnist, normalise
 from vitcore.dino import DINOModel, knn_hits
 from vitcore.dino import pretrain as dino_pretrain
 from vitcore.mae import MaskedAutoencoder
@@ -43,7 +43,7 @@ ENCODER: dict[str, Any] = dict(
 @pytest.fixture(scope="module")
 def images():
     x, _ = load_fashion_mnist("train")
-    return normalize(x[:256])
+    return normalise(x[:256])
 
 
 class Stop(Exception):
@@ -169,7 +169,7 @@ def test_knn_hits_votes_by_similarity():
 
 def test_knn_accuracy_of_pixels_beats_chance():
     x, y = load_fashion_mnist("train")
-    sets = (normalize(x[:2000]), y[:2000], normalize(x[2000:2500]), y[2000:2500])
+    sets = (normalise(x[:2000]), y[:2000], normalise(x[2000:2500]), y[2000:2500])
     flatten = torch.nn.Flatten()  # a "backbone" that returns the pixels
     flatten.register_parameter("dummy", torch.nn.Parameter(torch.zeros(1)))  # embed() reads the device
     assert selfsup.knn_accuracy(flatten, sets) > 0.6

@@ -9,7 +9,7 @@ from vitcore.viz import (
     cls_attention,
     mean_attention_distance,
     patch_distances,
-    pca_colors,
+    pca_colours,
     upsample_map,
 )
 
@@ -58,16 +58,16 @@ def test_attention_distance_on_constructed_maps():
     assert_close(dist[1], d.mean(), reduction=n * n)  # both average the 81 patch distances
 
 
-def test_upsample_and_pca_colors():
+def test_upsample_and_pca_colours():
     heat = torch.arange(4.0).reshape(1, 2, 2)
     up = upsample_map(heat, (8, 8))
     assert up.shape == (1, 8, 8) and up.min() == 0 and up.max() == 1
     feats = torch.randn(2, 10, 6)
-    cols = pca_colors(feats)
+    cols = pca_colours(feats)
     assert cols.shape == (2, 10, 3) and cols.min() >= 0 and cols.max() <= 1
     # The first component separates two clusters.
     two = torch.cat([torch.randn(5, 6) * 0.01 + 3, torch.randn(5, 6) * 0.01 - 3])
-    c = pca_colors(two)[:, 0]
+    c = pca_colours(two)[:, 0]
     assert (c[:5] > 0.9).all() and (c[5:] < 0.1).all() or (c[:5] < 0.1).all() and (c[5:] > 0.9).all()
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import load_fashion_mnist, normalize, stratified_indices
+from .data import load_fashion_mnist, normalise, stratified_indices
 from .device import seed_everything
 from .vit import VisionTransformer, ViTConfig
 
@@ -49,7 +49,7 @@ def _eval_sets() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
     train_x, train_y = load_fashion_mnist("train")
     test_x, test_y = load_fashion_mnist("test")
     bank = stratified_indices(train_y, 10_000, seed=1)
-    return normalize(train_x[bank]), train_y[bank], normalize(test_x), test_y
+    return normalise(train_x[bank]), train_y[bank], normalise(test_x), test_y
 
 
 def knn_accuracy(backbone: nn.Module, sets: tuple | None = None, k: int = 20) -> float:
@@ -70,8 +70,8 @@ def linear_probe(backbone: nn.Module, fraction: float, seed: int = 1) -> float:
     train_x, train_y = load_fashion_mnist("train")
     test_x, test_y = load_fashion_mnist("test")
     idx = stratified_indices(train_y, int(len(train_y) * fraction), seed=seed)
-    f_train = embed(backbone, normalize(train_x[idx])).numpy()
-    f_test = embed(backbone, normalize(test_x)).numpy()
+    f_train = embed(backbone, normalise(train_x[idx])).numpy()
+    f_test = embed(backbone, normalise(test_x)).numpy()
     scaler = StandardScaler().fit(f_train)
     clf = LogisticRegression(max_iter=2000).fit(scaler.transform(f_train), train_y[idx].numpy())
     return float(clf.score(scaler.transform(f_test), test_y.numpy()))
@@ -91,7 +91,7 @@ def _run_data(rec: dict, quick: bool) -> tuple[torch.Tensor, tuple, int]:
     """A run's unlabelled training images (normalised), its evaluation sets and its step count."""
     train_x, _ = load_fashion_mnist("train")
     n = rec["data"].get("n_train")
-    images = normalize(train_x if n is None else train_x[:n])
+    images = normalise(train_x if n is None else train_x[:n])
     sets: tuple[torch.Tensor, ...] = _eval_sets()
     if quick:
         sets = tuple(s[:500] for s in sets)

@@ -7,7 +7,7 @@ from ``vitcore.data``.
 >>> loader = TensorLoader(x, y, batch_size=256, augment=True, shuffle=True)
 """
 
-from .augment import augment_batch, normalize, random_crop, random_flip
+from .augment import augment_batch, normalise, random_crop, random_flip
 from .fashion_mnist import (
     CLASSES,
     DEBIAN_DIR,
@@ -37,7 +37,7 @@ __all__ = [
     "download_fashion_mnist",
     "load_fashion_mnist",
     "stratified_indices",
-    "normalize",
+    "normalise",
     "random_crop",
     "random_flip",
     "augment_batch",

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from .fashion_mnist import MEAN, STD
 
 
-def normalize(x: torch.Tensor, mean: float = MEAN, std: float = STD) -> torch.Tensor:
+def normalise(x: torch.Tensor, mean: float = MEAN, std: float = STD) -> torch.Tensor:
     """uint8 images ``(B, 28, 28)`` or ``(B, 1, 28, 28)`` -> float ``(B, 1, 28, 28)``, mean 0, std 1."""
     if x.ndim == 3:
         x = x.unsqueeze(1)
@@ -59,4 +59,4 @@ def augment_batch(
     x = random_crop(x, padding, generator)
     if flip:
         x = random_flip(x, 0.5, generator)
-    return normalize(x)
+    return normalise(x)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .augment import augment_batch, normalize
+from .augment import augment_batch, normalise
 from .fashion_mnist import CLASSES, load_fashion_mnist, stratified_indices
 
 
@@ -67,7 +67,7 @@ class TensorLoader:
             if self.augment:
                 x = augment_batch(x, self.padding, self.flip, self.randaugment, self.generator)
             else:
-                x = normalize(x)
+                x = normalise(x)
             yield x, y
 
 
@@ -112,7 +112,7 @@ class FashionMNIST(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.images[i : i + 1]  # (1, 28, 28)
-        x = augment_batch(x, generator=self.item_generator(i)) if self.augment else normalize(x)
+        x = augment_batch(x, generator=self.item_generator(i)) if self.augment else normalise(x)
         return x[0], self.labels[i]
 
 

@@ -15,7 +15,7 @@ from .attention import (
     cls_attention,
     mean_attention_distance,
     patch_distances,
-    pca_colors,
+    pca_colours,
     upsample_map,
 )
 from .diagrams_adapt import draw_lora, draw_vlm_sequence
@@ -29,7 +29,7 @@ __all__ = [
     "patch_distances",
     "mean_attention_distance",
     "upsample_map",
-    "pca_colors",
+    "pca_colours",
     "draw_encoder_block",
     "draw_deit_tokens",
     "draw_mae",

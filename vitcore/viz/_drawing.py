@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # matplotlib is needed only to draw the diagrams
 # package does not need it.
 # ---------------------------------------------------------------------------------------------
 
-COLORS = {
+PALETTE = {
     "norm": "#fde68a",
     "attn": "#fdba74",
     "mlp": "#93c5fd",
@@ -79,11 +79,11 @@ def _box(
     w: float,
     h: float,
     text: str = "",
-    fill: str = COLORS["note"],
+    fill: str = PALETTE["note"],
     fontsize: float = FONT,
     dashed: bool = False,
     bold: bool = False,
-    edge: str = COLORS["edge"],
+    edge: str = PALETTE["edge"],
 ) -> None:
     """A rounded box centred on ``(cx, cy)`` with a centred label."""
     from matplotlib.patches import FancyBboxPatch
@@ -114,10 +114,10 @@ def _token(
     cy: float,
     size: float,
     text: str = "",
-    fill: str = COLORS["patch"],
+    fill: str = PALETTE["patch"],
     fontsize: float = FONT - 1,
     hatch: str | None = None,
-    edge: str = COLORS["edge"],
+    edge: str = PALETTE["edge"],
     lw: float = 0.8,
 ) -> None:
     """A square token centred on ``(cx, cy)``."""
@@ -135,7 +135,7 @@ def _token(
 def _arrow(
     ax: matplotlib.axes.Axes,
     *points: tuple[float, float],
-    color: str = COLORS["edge"],
+    color: str = PALETTE["edge"],
     lw: float = 1.1,
     dashed: bool = False,
     text: str = "",
@@ -175,9 +175,9 @@ def _adder(ax: matplotlib.axes.Axes, cx: float, cy: float, r: float = 0.15) -> N
     """The residual addition: a circle with a plus."""
     from matplotlib.patches import Circle
 
-    ax.add_patch(Circle((cx, cy), r, facecolor="white", edgecolor=COLORS["edge"], lw=1.0, zorder=2))
-    ax.plot([cx - 0.6 * r, cx + 0.6 * r], [cy, cy], color=COLORS["edge"], lw=1.0, zorder=3)
-    ax.plot([cx, cx], [cy - 0.6 * r, cy + 0.6 * r], color=COLORS["edge"], lw=1.0, zorder=3)
+    ax.add_patch(Circle((cx, cy), r, facecolor="white", edgecolor=PALETTE["edge"], lw=1.0, zorder=2))
+    ax.plot([cx - 0.6 * r, cx + 0.6 * r], [cy, cy], color=PALETTE["edge"], lw=1.0, zorder=3)
+    ax.plot([cx, cx], [cy - 0.6 * r, cy + 0.6 * r], color=PALETTE["edge"], lw=1.0, zorder=3)
 
 
 def _grid(
@@ -188,7 +188,7 @@ def _grid(
     cell: float,
     fills: list[str] | None = None,
     lw: float = 0.6,
-    edge: str = COLORS["edge"],
+    edge: str = PALETTE["edge"],
     labels: list[str] | None = None,
     fontsize: float = FONT - 2,
 ) -> None:
@@ -198,7 +198,7 @@ def _grid(
     for i in range(n * n):
         r, c = divmod(i, n)
         x, y = x0 + c * cell, y0 + (n - 1 - r) * cell
-        fill = fills[i] if fills is not None else COLORS["patch"]
+        fill = fills[i] if fills is not None else PALETTE["patch"]
         ax.add_patch(Rectangle((x, y), cell, cell, facecolor=fill, edgecolor=edge, lw=lw, zorder=2))
         if labels is not None and labels[i]:
             ax.text(
@@ -209,7 +209,7 @@ def _grid(
                 va="center",
                 fontsize=fontsize,
                 zorder=3,
-                color="white" if fill == COLORS["mask"] else "black",
+                color="white" if fill == PALETTE["mask"] else "black",
             )
 
 
@@ -282,8 +282,8 @@ def _windows(ax: matplotlib.axes.Axes, x0: float, y0: float, n: int, cell: float
             )
             k += 1
     for i in range(n + 1):  # thin lines between tokens
-        ax.plot([x0, x0 + n * cell], [y0 + i * cell] * 2, color=COLORS["muted"], lw=0.4, zorder=2)
-        ax.plot([x0 + i * cell] * 2, [y0, y0 + n * cell], color=COLORS["muted"], lw=0.4, zorder=2)
+        ax.plot([x0, x0 + n * cell], [y0 + i * cell] * 2, color=PALETTE["muted"], lw=0.4, zorder=2)
+        ax.plot([x0 + i * cell] * 2, [y0, y0 + n * cell], color=PALETTE["muted"], lw=0.4, zorder=2)
     for e in edges:  # thick window borders
-        ax.plot([x0, x0 + n * cell], [y0 + (n - e) * cell] * 2, color=COLORS["edge"], lw=1.8, zorder=3)
-        ax.plot([x0 + e * cell] * 2, [y0, y0 + n * cell], color=COLORS["edge"], lw=1.8, zorder=3)
+        ax.plot([x0, x0 + n * cell], [y0 + (n - e) * cell] * 2, color=PALETTE["edge"], lw=1.8, zorder=3)
+        ax.plot([x0 + e * cell] * 2, [y0, y0 + n * cell], color=PALETTE["edge"], lw=1.8, zorder=3)

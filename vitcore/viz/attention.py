@@ -80,19 +80,19 @@ def mean_attention_distance(
     return (p * dist).sum(-1).mean(dim=(0, 2))  # (h,)
 
 
-def upsample_map(heat: torch.Tensor, size: tuple[int, int], normalize: bool = True) -> torch.Tensor:
+def upsample_map(heat: torch.Tensor, size: tuple[int, int], normalise: bool = True) -> torch.Tensor:
     """A patch-grid map ``(..., gh, gw)`` -> image size ``(..., H, W)`` (bilinear), scaled to [0, 1]."""
     lead = heat.shape[:-2]
     x = F.interpolate(heat.reshape(-1, 1, *heat.shape[-2:]).float(), size=size, mode="bilinear", align_corners=False)
     x = x.reshape(*lead, *size)
-    if normalize:
+    if normalise:
         lo = x.flatten(-2).amin(-1)[..., None, None]
         hi = x.flatten(-2).amax(-1)[..., None, None]
         x = (x - lo) / (hi - lo).clamp(min=1e-12)
     return x
 
 
-def pca_colors(features: torch.Tensor, n_components: int = 3) -> torch.Tensor:
+def pca_colours(features: torch.Tensor, n_components: int = 3) -> torch.Tensor:
     """Project features ``(..., D)`` on their first principal components, scaled to [0, 1] per component.
 
     All leading dimensions share one PCA (fit on every row), so colours compare across images.

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # matplotlib is needed only to draw the diagrams
     import matplotlib.axes
     import matplotlib.figure
-from ._drawing import COLORS, FONT, _adder, _arrow, _box, _canvas, _grid, _image_fills, _token_row
+from ._drawing import FONT, PALETTE, _adder, _arrow, _box, _canvas, _grid, _image_fills, _token_row
 
 
 def draw_lora(d_in: int = 384, d_out: int = 1152, r: int = 8) -> matplotlib.figure.Figure:
@@ -24,7 +24,7 @@ def draw_lora(d_in: int = 384, d_out: int = 1152, r: int = 8) -> matplotlib.figu
     _arrow(ax, (3.6, 0.5), (3.6, 0.75), (wx, 0.75), (wx, 1.35))
     _arrow(ax, (3.6, 0.75), (lx, 0.75), (lx, 1.2))
     # the frozen weight
-    _box(ax, wx, 2.55, 2.2, 2.3, "", fill=COLORS["frozen"])
+    _box(ax, wx, 2.55, 2.2, 2.3, "", fill=PALETTE["frozen"])
     ax.text(wx, 2.85, r"$W$", ha="center", va="center", fontsize=FONT + 6)
     ax.text(
         wx,
@@ -39,8 +39,8 @@ def draw_lora(d_in: int = 384, d_out: int = 1152, r: int = 8) -> matplotlib.figu
     ax.add_patch(
         Polygon(
             [(lx - wide / 2, 1.2), (lx + wide / 2, 1.2), (lx + narrow / 2, 2.1), (lx - narrow / 2, 2.1)],
-            facecolor=COLORS["train"],
-            edgecolor=COLORS["edge"],
+            facecolor=PALETTE["train"],
+            edgecolor=PALETTE["edge"],
             lw=1.0,
             zorder=2,
         )
@@ -53,15 +53,15 @@ def draw_lora(d_in: int = 384, d_out: int = 1152, r: int = 8) -> matplotlib.figu
                 (lx + wide / 2 + 0.2, 3.35),
                 (lx - wide / 2 - 0.2, 3.35),
             ],
-            facecolor=COLORS["train"],
-            edgecolor=COLORS["edge"],
+            facecolor=PALETTE["train"],
+            edgecolor=PALETTE["edge"],
             lw=1.0,
             zorder=2,
         )
     )
     ax.text(lx, 1.5, r"$A$", ha="center", va="center", fontsize=FONT + 3, zorder=3)
     ax.text(lx, 3.05, r"$B$", ha="center", va="center", fontsize=FONT + 3, zorder=3)
-    ax.plot([lx, lx], [2.1, 2.45], color=COLORS["edge"], lw=1.0)
+    ax.plot([lx, lx], [2.1, 2.45], color=PALETTE["edge"], lw=1.0)
     ax.text(lx + 0.25, 2.27, f"r = {r}", ha="left", va="center", fontsize=FONT - 1)
     ax.text(lx + 0.85, 1.55, "$A$: $r \\times d_{in}$\nrandom init", ha="left", va="center", fontsize=FONT - 1)
     ax.text(lx + 1.05, 3.0, "$B$: $d_{out} \\times r$\nzeros at the start", ha="left", va="center", fontsize=FONT - 1)
@@ -80,7 +80,7 @@ def draw_lora(d_in: int = 384, d_out: int = 1152, r: int = 8) -> matplotlib.figu
         ha="center",
         va="center",
         fontsize=FONT - 0.5,
-        color=COLORS["edge"],
+        color=PALETTE["edge"],
     )
     ax.text(
         7.5,
@@ -89,7 +89,7 @@ def draw_lora(d_in: int = 384, d_out: int = 1152, r: int = 8) -> matplotlib.figu
         ha="right",
         va="center",
         fontsize=FONT - 1.5,
-        color=COLORS["muted"],
+        color=PALETTE["muted"],
     )
     return fig
 
@@ -114,18 +114,18 @@ def draw_vlm_sequence(
     x0_txt = x0_img + len(img_labels) * (size + gap) - gap + 0.45
     width = max(0.62, 0.09 * max(len(w) for w in words) + 0.2)
     fig, ax = _canvas(x0_txt + len(words) * (width + 0.08) + 0.35, 6.8)
-    xs_img = _token_row(ax, x0_img, 3.3, img_labels, [COLORS["latent"]] * len(img_labels), size=size, gap=gap)
+    xs_img = _token_row(ax, x0_img, 3.3, img_labels, [PALETTE["latent"]] * len(img_labels), size=size, gap=gap)
     xs_txt = []
     for k, w in enumerate(words):
         x = x0_txt + width / 2 + k * (width + 0.08)
-        _box(ax, x, 3.3, width, size, w, fill=COLORS["text"], fontsize=FONT - 1)
+        _box(ax, x, 3.3, width, size, w, fill=PALETTE["text"], fontsize=FONT - 1)
         xs_txt.append(x)
     ax.text(xs_img[0] - size / 2 - 0.15, 3.3, "input", ha="right", va="center", fontsize=FONT, fontweight="bold")
     # under the image tokens: connector, frozen ViT, the image
     ci = (xs_img[0] + xs_img[-1]) / 2
     wi = xs_img[-1] - xs_img[0] + size + 0.2
-    _box(ax, ci, 2.3, wi, 0.55, "connector: MLP on each token alone", fill=COLORS["mlp"], fontsize=FONT - 1)
-    _box(ax, ci, 1.45, wi, 0.55, "ViT (frozen): patch tokens of block k", fill=COLORS["frozen"], fontsize=FONT - 1)
+    _box(ax, ci, 2.3, wi, 0.55, "connector: MLP on each token alone", fill=PALETTE["mlp"], fontsize=FONT - 1)
+    _box(ax, ci, 1.45, wi, 0.55, "ViT (frozen): patch tokens of block k", fill=PALETTE["frozen"], fontsize=FONT - 1)
     _grid(ax, ci - 0.3, 0.15, 4, 0.15, fills=_image_fills(4, seed=1))
     ax.text(ci + 0.45, 0.45, f"image: {n_image} patches", ha="left", va="center", fontsize=FONT - 1)
     _arrow(ax, (ci, 0.78), (ci, 1.17))
@@ -134,7 +134,7 @@ def draw_vlm_sequence(
     # under the text tokens: the word embedding
     ct = (xs_txt[0] + xs_txt[-1]) / 2
     wt = xs_txt[-1] - xs_txt[0] + width + 0.2
-    _box(ax, ct, 2.3, wt, 0.55, "word embedding (token ids → vectors)", fill=COLORS["linear"], fontsize=FONT - 1)
+    _box(ax, ct, 2.3, wt, 0.55, "word embedding (token ids → vectors)", fill=PALETTE["linear"], fontsize=FONT - 1)
     ax.text(
         ct,
         1.45,
@@ -154,7 +154,7 @@ def draw_vlm_sequence(
         right - left,
         0.7,
         "causal language model: each position attends to itself and every earlier one, image tokens included",
-        fill=COLORS["attn"],
+        fill=PALETTE["attn"],
         fontsize=FONT - 0.5,
     )
     for x in xs_img + xs_txt:
@@ -172,9 +172,9 @@ def draw_vlm_sequence(
             width,
             size,
             t,
-            fill=COLORS["loss"] if scored else "white",
+            fill=PALETTE["loss"] if scored else "white",
             fontsize=FONT - 1,
-            edge=COLORS["edge"] if scored else COLORS["muted"],
+            edge=PALETTE["edge"] if scored else PALETTE["muted"],
         )
         ax.text(
             x,
@@ -184,7 +184,7 @@ def draw_vlm_sequence(
             va="center",
             fontsize=FONT,
             fontweight="bold" if scored else "normal",
-            color="#dc2626" if scored else COLORS["muted"],
+            color="#dc2626" if scored else PALETTE["muted"],
         )
     ax.text(
         xs_txt[0] - width / 2 - 0.15,
@@ -203,7 +203,7 @@ def draw_vlm_sequence(
         ha="center",
         va="center",
         fontsize=FONT - 1,
-        color=COLORS["muted"],
+        color=PALETTE["muted"],
     )
     ax.text(
         (left + right) / 2,

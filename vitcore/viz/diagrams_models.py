@@ -8,8 +8,8 @@ if TYPE_CHECKING:  # matplotlib is needed only to draw the diagrams
     import matplotlib.axes
     import matplotlib.figure
 from ._drawing import (
-    COLORS,
     FONT,
+    PALETTE,
     _adder,
     _arrow,
     _BlockPanel,
@@ -86,16 +86,16 @@ def draw_encoder_block() -> matplotlib.figure.Figure:
             # pre-norm: the stream segments between input, adders and output carry the identity path
             identity = style == "pre" and k0 in ("in", "add") and k1 in ("add", "out", "norm")
             if identity and k1 == "norm":  # only the part below the skip's departure is on it
-                ax.plot([cx, cx], [y0 + half[k0], 1.45 if y1 < 3 else 3.95], color=COLORS["path"], lw=1.1, zorder=1)
+                ax.plot([cx, cx], [y0 + half[k0], 1.45 if y1 < 3 else 3.95], color=PALETTE["path"], lw=1.1, zorder=1)
                 _arrow(ax, (cx, 1.45 if y1 < 3 else 3.95), (cx, y1 - half[k1]))
                 continue
-            _arrow(ax, (cx, y0 + half[k0]), (cx, y1 - half[k1]), color=COLORS["path"] if identity else COLORS["edge"])
+            _arrow(ax, (cx, y0 + half[k0]), (cx, y1 - half[k1]), color=PALETTE["path"] if identity else PALETTE["edge"])
         for kind, label, y in p["column"]:
             if kind == "add":
                 _adder(ax, cx, y)
             else:
-                _box(ax, cx, y, bw, bh, label, fill=COLORS[kind])
-        color = COLORS["path"] if style == "pre" else COLORS["edge"]
+                _box(ax, cx, y, bw, bh, label, fill=PALETTE[kind])
+        color = PALETTE["path"] if style == "pre" else PALETTE["edge"]
         for y_from, y_add in p["skips"]:
             _arrow(ax, (cx, y_from), (cx - skip, y_from), (cx - skip, y_add), (cx - 0.15, y_add), color=color)
             ax.text(
@@ -115,7 +115,7 @@ def draw_encoder_block() -> matplotlib.figure.Figure:
             ha="center",
             va="center",
             fontsize=FONT - 1.5,
-            color=COLORS["path"] if style == "pre" else COLORS["muted"],
+            color=PALETTE["path"] if style == "pre" else PALETTE["muted"],
         )
     return fig
 
@@ -126,7 +126,7 @@ def draw_deit_tokens(n_patches: int = 16) -> matplotlib.figure.Figure:
     fig, ax = _canvas(9.4, 5.6)
     n = 4  # patches drawn before the ellipsis
     labels = ["CLS", "DIST"] + [f"$p_{{{i}}}$" for i in range(1, n + 1)] + ["...", f"$p_{{{n_patches}}}$"]
-    fills = [COLORS["cls"], COLORS["dist"]] + [COLORS["patch"]] * (n + 2)
+    fills = [PALETTE["cls"], PALETTE["dist"]] + [PALETTE["patch"]] * (n + 2)
     x0, size = 2.3, 0.55
     # input: the image, cut into patches
     _grid(ax, 0.25, 0.5, 4, 0.3, fills=_image_fills(4))
@@ -157,14 +157,14 @@ def draw_deit_tokens(n_patches: int = 16) -> matplotlib.figure.Figure:
         right - left,
         0.7,
         f"Transformer encoder: L blocks, every token attends to all {n_patches} + 2",
-        fill=COLORS["attn"],
+        fill=PALETTE["attn"],
     )
     for x in xs:
         if x != xs[-2]:
             _arrow(ax, (x, y_in + size / 2), (x, 1.95))
             _arrow(ax, (x, 2.65), (x, 3.15 - size / 2))
     y_out = 3.15
-    out_fills = [COLORS["cls"], COLORS["dist"]] + ["white"] * (n + 2)
+    out_fills = [PALETTE["cls"], PALETTE["dist"]] + ["white"] * (n + 2)
     _token_row(ax, x0, y_out, labels, out_fills, size=size)
     ax.text(
         (xs[2] + xs[-1]) / 2,
@@ -173,20 +173,20 @@ def draw_deit_tokens(n_patches: int = 16) -> matplotlib.figure.Figure:
         ha="center",
         va="center",
         fontsize=FONT - 1,
-        color=COLORS["muted"],
+        color=PALETTE["muted"],
     )
     # the two heads
-    _box(ax, xs[0] - 0.9, 4.1, 1.3, 0.5, "head", fill=COLORS["linear"])
-    _box(ax, xs[1] + 1.3, 4.1, 1.5, 0.5, "head_dist", fill=COLORS["linear"])
+    _box(ax, xs[0] - 0.9, 4.1, 1.3, 0.5, "head", fill=PALETTE["linear"])
+    _box(ax, xs[1] + 1.3, 4.1, 1.5, 0.5, "head_dist", fill=PALETTE["linear"])
     _arrow(ax, (xs[0], y_out + size / 2), (xs[0], 3.6), (xs[0] - 0.9, 3.6), (xs[0] - 0.9, 3.85))
     _arrow(ax, (xs[1], y_out + size / 2), (xs[1], 3.6), (xs[1] + 1.3, 3.6), (xs[1] + 1.3, 3.85))
-    _box(ax, xs[0] - 0.9, 5.0, 2.2, 0.6, "$Z_s$: cross-entropy\nwith the true label $y$", fill=COLORS["loss"])
-    _box(ax, xs[1] + 1.3, 5.0, 2.4, 0.6, "$Z_d$: cross-entropy with\nthe teacher's label $y_t$", fill=COLORS["loss"])
+    _box(ax, xs[0] - 0.9, 5.0, 2.2, 0.6, "$Z_s$: cross-entropy\nwith the true label $y$", fill=PALETTE["loss"])
+    _box(ax, xs[1] + 1.3, 5.0, 2.4, 0.6, "$Z_d$: cross-entropy with\nthe teacher's label $y_t$", fill=PALETTE["loss"])
     _arrow(ax, (xs[0] - 0.9, 4.35), (xs[0] - 0.9, 4.7))
     _arrow(ax, (xs[1] + 1.3, 4.35), (xs[1] + 1.3, 4.7))
     # the teacher
     tx = 8.0
-    _box(ax, tx, 5.0, 2.4, 0.6, "CNN teacher (frozen),\nsame augmented image", fill=COLORS["frozen"])
+    _box(ax, tx, 5.0, 2.4, 0.6, "CNN teacher (frozen),\nsame augmented image", fill=PALETTE["frozen"])
     _arrow(
         ax,
         (tx - 1.2, 5.0),
@@ -204,7 +204,7 @@ def draw_deit_tokens(n_patches: int = 16) -> matplotlib.figure.Figure:
         ha="center",
         va="center",
         fontsize=FONT - 1,
-        color=COLORS["muted"],
+        color=PALETTE["muted"],
     )
     return fig
 
@@ -230,7 +230,7 @@ def draw_swin(grid: int = 8, window: int = 4) -> matplotlib.figure.Figure:
     for s, (stride, tokens, ch) in enumerate(stages):
         x0 = 0.7 + s * 2.95
         n = 8 >> s  # cells drawn: 8, 4, 2, 1
-        _grid(ax, x0, 4.0, n, side / n, fills=[COLORS["patch"]] * (n * n), lw=0.7)
+        _grid(ax, x0, 4.0, n, side / n, fills=[PALETTE["patch"]] * (n * n), lw=0.7)
         ax.text(x0 + side / 2, 3.75, f"stage {s + 1}: H/{stride} × W/{stride}", ha="center", va="center", fontsize=FONT)
         ax.text(
             x0 + side / 2,
@@ -239,7 +239,7 @@ def draw_swin(grid: int = 8, window: int = 4) -> matplotlib.figure.Figure:
             ha="center",
             va="center",
             fontsize=FONT - 1,
-            color=COLORS["muted"],
+            color=PALETTE["muted"],
         )
         if s < 3:
             _arrow(
@@ -283,7 +283,7 @@ def draw_swin(grid: int = 8, window: int = 4) -> matplotlib.figure.Figure:
         ha="center",
         va="center",
         fontsize=FONT - 1.5,
-        color=COLORS["muted"],
+        color=PALETTE["muted"],
     )
     # bottom right: patch merging of 2x2 neighbours
     quad = ["#fca5a5", "#93c5fd", "#86efac", "#fde68a"]
@@ -299,9 +299,9 @@ def draw_swin(grid: int = 8, window: int = 4) -> matplotlib.figure.Figure:
         _token(ax, 9.0, y0 + 0.45 + (3 - k) * 0.3, 0.3, "abcd"[k], fill=quad[k], fontsize=FONT - 2)
     _arrow(ax, (mx + 4 * mcell + 0.1, y0 + 0.3 + 2 * mcell), (8.75, y0 + 0.3 + 2 * mcell))
     ax.text(9.0, y0 + 1.85, "4C", ha="center", va="center", fontsize=FONT - 1)
-    _box(ax, 10.2, y0 + 1.0, 1.3, 0.75, "LayerNorm,\nlinear 4C → 2C", fill=COLORS["mlp"], fontsize=FONT - 1.5)
+    _box(ax, 10.2, y0 + 1.0, 1.3, 0.75, "LayerNorm,\nlinear 4C → 2C", fill=PALETTE["mlp"], fontsize=FONT - 1.5)
     _arrow(ax, (9.2, y0 + 1.0), (9.55, y0 + 1.0))
-    _grid(ax, 11.15, y0 + 0.75, 2, 0.25, fills=[COLORS["patch"]] * 4)
+    _grid(ax, 11.15, y0 + 0.75, 2, 0.25, fills=[PALETTE["patch"]] * 4)
     _arrow(ax, (10.85, y0 + 1.0), (11.1, y0 + 1.0))
     ax.text(
         9.6,
@@ -310,6 +310,6 @@ def draw_swin(grid: int = 8, window: int = 4) -> matplotlib.figure.Figure:
         ha="center",
         va="center",
         fontsize=FONT - 1.5,
-        color=COLORS["muted"],
+        color=PALETTE["muted"],
     )
     return fig

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # matplotlib is needed only to draw the diagrams
     import matplotlib.axes
     import matplotlib.figure
-from ._drawing import COLORS, FONT, _arrow, _box, _canvas, _grid, _image_fills, _token
+from ._drawing import FONT, PALETTE, _arrow, _box, _canvas, _grid, _image_fills, _token
 
 
 def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotlib.figure.Figure:
@@ -26,7 +26,7 @@ def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotl
     mid = y0 + side / 2
     image = _image_fills(grid)
     # 1. the input: every patch, most of them masked
-    masked = [image[i] if i in visible else COLORS["mask"] for i in range(n)]
+    masked = [image[i] if i in visible else PALETTE["mask"] for i in range(n)]
     _grid(ax, 0.3, y0, grid, cell, fills=masked)
     ax.text(
         0.3 + side / 2, y0 + side + 0.3, "input patches", ha="center", va="bottom", fontsize=FONT, fontweight="bold"
@@ -43,7 +43,7 @@ def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotl
     tok = 0.4
     xv = 2.75
     ys = [mid + (keep / 2 - i) * (tok + 0.08) for i in range(keep + 1)]
-    _token(ax, xv, ys[0], tok, "CLS", fill=COLORS["cls"], fontsize=FONT - 2)
+    _token(ax, xv, ys[0], tok, "CLS", fill=PALETTE["cls"], fontsize=FONT - 2)
     for y, i in zip(ys[1:], visible):
         _token(ax, xv, y, tok, fill=image[i])
     _arrow(ax, (0.3 + side + 0.1, mid), (xv - tok / 2 - 0.1, mid))
@@ -55,7 +55,7 @@ def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotl
         1.6,
         2.6,
         f"encoder\n\nthe ViT,\nlarge, on\n{1 - mask_ratio:.0%} of\nthe tokens",
-        fill=COLORS["attn"],
+        fill=PALETTE["attn"],
     )
     _arrow(ax, (xv + tok / 2 + 0.05, mid), (4.15 - 0.8, mid))
     # 3. latent tokens, then mask tokens at the hidden positions
@@ -68,12 +68,12 @@ def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotl
             y,
             tok,
             "CLS" if k == 0 else "",
-            fill=COLORS["cls"] if k == 0 else COLORS["latent"],
+            fill=PALETTE["cls"] if k == 0 else PALETTE["latent"],
             fontsize=FONT - 2,
         )
     ax.text(xl, ys[-1] - 0.45, "latent\ntokens", ha="center", va="top", fontsize=FONT - 1)
     x_full = 6.55
-    fills = [COLORS["latent"] if i in visible else "white" for i in range(n)]
+    fills = [PALETTE["latent"] if i in visible else "white" for i in range(n)]
     _grid(ax, x_full, y0, grid, cell, fills=fills, labels=["" if i in visible else "M" for i in range(n)])
     _arrow(ax, (xl + tok / 2 + 0.05, mid), (x_full - 0.1, mid))
     ax.text(
@@ -94,7 +94,7 @@ def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotl
         fontsize=FONT - 1,
     )
     # 4. the light decoder predicts pixels for every patch
-    _box(ax, 9.0, mid, 1.4, 2.6, "decoder\n\nsmall,\nall tokens,\npredicts\npixels", fill=COLORS["mlp"])
+    _box(ax, 9.0, mid, 1.4, 2.6, "decoder\n\nsmall,\nall tokens,\npredicts\npixels", fill=PALETTE["mlp"])
     _arrow(ax, (x_full + side + 0.1, mid), (9.0 - 0.7, mid))
     x_out = 10.3
     _arrow(ax, (9.0 + 0.7, mid), (x_out - 0.1, mid))
@@ -125,7 +125,7 @@ def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotl
         2.6,
         0.6,
         "loss: mean squared error\non the masked patches only (red)",
-        fill=COLORS["loss"],
+        fill=PALETTE["loss"],
         fontsize=FONT - 1,
     )
     _arrow(ax, (x_out + side / 2, y0 - 0.05), (x_out + side / 2, 0.78))
@@ -136,7 +136,7 @@ def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotl
         ha="center",
         va="center",
         fontsize=FONT - 1,
-        color=COLORS["muted"],
+        color=PALETTE["muted"],
     )
     return fig
 
@@ -166,12 +166,12 @@ def draw_dino(n_local: int = 4) -> matplotlib.figure.Figure:
     _arrow(ax, (4.55, 0.55), (sx + 0.6, 1.05), text="multi-crop", text_at=0, text_offset=(0.0, 0.15), ha="center")
     _arrow(ax, (5.45, 0.55), (tx - 0.6, 1.05))
     # the two networks
-    _box(ax, sx, 2.85, 2.6, 0.75, r"student $g_{\theta_s}$" "\nViT + DINO head", fill=COLORS["attn"])
-    _box(ax, tx, 2.85, 2.6, 0.75, r"teacher $g_{\theta_t}$" "\nsame architecture", fill=COLORS["frozen"])
+    _box(ax, sx, 2.85, 2.6, 0.75, r"student $g_{\theta_s}$" "\nViT + DINO head", fill=PALETTE["attn"])
+    _box(ax, tx, 2.85, 2.6, 0.75, r"teacher $g_{\theta_t}$" "\nsame architecture", fill=PALETTE["frozen"])
     _arrow(ax, (sx, 2.05), (sx, 2.47))
     _arrow(ax, (tx, 2.05), (tx, 2.47))
-    _arrow(ax, (sx + 1.3, 2.85), (tx - 1.3, 2.85), dashed=True, color=COLORS["path"])
-    ax.text(5.0, 3.2, "EMA of the weights", ha="center", va="center", fontsize=FONT - 1, color=COLORS["path"])
+    _arrow(ax, (sx + 1.3, 2.85), (tx - 1.3, 2.85), dashed=True, color=PALETTE["path"])
+    ax.text(5.0, 3.2, "EMA of the weights", ha="center", va="center", fontsize=FONT - 1, color=PALETTE["path"])
     ax.text(
         5.0,
         2.5,
@@ -179,12 +179,12 @@ def draw_dino(n_local: int = 4) -> matplotlib.figure.Figure:
         ha="center",
         va="center",
         fontsize=FONT - 1,
-        color=COLORS["path"],
+        color=PALETTE["path"],
     )
     # the heads' outputs turned into distributions
-    _box(ax, sx, 4.55, 2.6, 0.6, r"softmax$(\,\cdot\,/\tau_s)$, $\tau_s = 0.1$" "\n" r"$\to p_s$", fill=COLORS["mlp"])
+    _box(ax, sx, 4.55, 2.6, 0.6, r"softmax$(\,\cdot\,/\tau_s)$, $\tau_s = 0.1$" "\n" r"$\to p_s$", fill=PALETTE["mlp"])
     _arrow(ax, (sx, 3.23), (sx, 4.25))
-    _box(ax, tx, 3.85, 2.6, 0.5, r"centering: $-\,c$", fill=COLORS["norm"])
+    _box(ax, tx, 3.85, 2.6, 0.5, r"centering: $-\,c$", fill=PALETTE["norm"])
     _box(
         ax,
         tx,
@@ -194,7 +194,7 @@ def draw_dino(n_local: int = 4) -> matplotlib.figure.Figure:
         r"sharpening: softmax$(\,\cdot\,/\tau_t)$,"
         "\n"
         r"$\tau_t = 0.04 \to p_t$",
-        fill=COLORS["mlp"],
+        fill=PALETTE["mlp"],
     )
     _arrow(ax, (tx, 3.23), (tx, 3.6))
     _arrow(ax, (tx, 4.1), (tx, 4.45))
@@ -205,7 +205,7 @@ def draw_dino(n_local: int = 4) -> matplotlib.figure.Figure:
         ha="left",
         va="center",
         fontsize=FONT - 1.5,
-        color=COLORS["muted"],
+        color=PALETTE["muted"],
     )
     # the loss
     _box(
@@ -217,10 +217,10 @@ def draw_dino(n_local: int = 4) -> matplotlib.figure.Figure:
         r"loss: cross-entropy $-\sum p_t \log p_s$"
         "\n"
         "over every pair of different views",
-        fill=COLORS["loss"],
+        fill=PALETTE["loss"],
     )
     _arrow(ax, (sx, 4.85), (sx, 5.67))
-    _arrow(ax, (tx, 5.05), (tx, 5.67), color=COLORS["muted"], text="stop-gradient", text_at=0, text_offset=(0.1, 0.0))
+    _arrow(ax, (tx, 5.05), (tx, 5.67), color=PALETTE["muted"], text="stop-gradient", text_at=0, text_offset=(0.1, 0.0))
     ax.text(
         sx + 0.1,
         5.26,
@@ -228,6 +228,6 @@ def draw_dino(n_local: int = 4) -> matplotlib.figure.Figure:
         ha="left",
         va="center",
         fontsize=FONT - 1.5,
-        color=COLORS["muted"],
+        color=PALETTE["muted"],
     )
     return fig
