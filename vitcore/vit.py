@@ -64,7 +64,7 @@ class ViTConfig:
 
     @property
     def num_prefix_tokens(self) -> int:
-        """Tokens before the patches: CLS, DIST, then the registers."""
+        """The number of tokens before the patches (CLS, DIST, then the registers)."""
         return int(self.class_token) + int(self.dist_token) + self.reg_tokens
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -160,10 +160,7 @@ class IndexBatches:
             yield perm[j * self.batch_size : (j + 1) * self.batch_size]
 
 
-Batch = TypeVar("Batch")
-
-
-def _repeat(batches: Iterable[Batch]) -> Iterator[Batch]:
+def _repeat(batches: Iterable[Any]) -> Iterator[Any]:
     """``batches`` pass after pass (an iterable is iterated anew each pass; an iterator is used up once)."""
     while True:
         empty = True
@@ -176,8 +173,8 @@ def _repeat(batches: Iterable[Batch]) -> Iterator[Batch]:
 
 def optimise(
     model: nn.Module,
-    loss_of: Callable[[Batch], torch.Tensor],
-    batches: Iterable[Batch],
+    loss_of: Callable[[Any], torch.Tensor],
+    batches: Iterable[Any],
     steps: int,
     lr: float,
     *,
