@@ -83,14 +83,15 @@ class ScheduledAdamW:
                 raise ValueError(f"warmup is a fraction of the steps in [0, 1], got {warmup}")
             warmup_steps = round(warmup * total_steps)
         warmup_cosine(0, total_steps, warmup_steps, lr, min_lr)  # raises on a bad schedule
-        if decay_all:
-            groups = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
-        else:
-            groups = param_groups(model, weight_decay)
-        self.params = [p for p in model.parameters() if p.requires_grad]  # the model's order: clipping sums
-        # the squared norms in this order, as clip_grad_norm_(model.parameters()) does
+        # the model's order: clipping sums the squared norms in this order, as
+        # clip_grad_norm_(model.parameters()) does
+        self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
+        if decay_all:
+            groups = [{"params": self.params, "weight_decay": weight_decay}]
+        else:
+            groups = param_groups(model, weight_decay)
         self.adamw = torch.optim.AdamW(groups, lr=lr, betas=betas)
         self.total_steps, self.warmup_steps = total_steps, warmup_steps
         self.base_lr, self.min_lr, self.clip_grad, self.scaler = lr, min_lr, clip_grad, scaler
