@@ -76,9 +76,13 @@ def test_registers_layerscale_and_intermediate_layers():
     assert model.pos_embed.shape == (1, 16, 32)  # patches only
     assert model.blocks[0].ls1.gamma.shape == (32,)
     x = torch.randn(1, 3, 32, 32)
-    outs = model.get_intermediate_layers(x, [0, -1])
+    outs = model.get_intermediate_layers(x, [0, -1], norm=True)
     assert [o.shape for o in outs] == [(1, 21, 32)] * 2
     assert_close(outs[-1], model.forward_features(x), **SIZE)
+    # the default, as in timm: the blocks' raw outputs, before the final norm
+    raw = model.get_intermediate_layers(x, [0, -1])
+    assert torch.equal(model.norm(raw[0]), outs[0]) and torch.equal(model.norm(raw[1]), outs[1])
+    assert not torch.allclose(raw[1], outs[1])
 
 
 def test_fixed_sincos_embedding_is_not_trained():

@@ -40,7 +40,7 @@ def test_several_feature_layers_are_concatenated_for_the_connector():
     model, _ = tiny_vlm(feature_layer=[0, 1])
     x = torch.randn(2, 1, 16, 16)
     feats = model.vision_features(x)
-    first, last = model.vision.get_intermediate_layers(x, [0, 1])
+    first, last = model.vision.get_intermediate_layers(x, [0, 1], norm=True)
     assert feats.shape == (2, 17, 32) and torch.equal(feats, torch.cat([first, last], -1))
     assert model.connector.fc1.in_features == 32
     assert model.image_tokens(x).shape == (2, 16, 16)

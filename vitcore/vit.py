@@ -221,15 +221,15 @@ class VisionTransformer(nn.Module):
         return self.norm(x), maps
 
     def get_intermediate_layers(
-        self, x: torch.Tensor, indices: int | list[int] = 1, norm: bool = True
+        self, x: torch.Tensor, indices: int | list[int] = 1, norm: bool = False
     ) -> list[torch.Tensor]:
         """Token outputs ``(B, prefix + N, D)`` of chosen blocks.
 
         ``indices``: an int ``n`` (``1 <= n <= depth``) takes the last ``n`` blocks, in order; a
         list names blocks by index (negative counts from the end, as in Python), returned in the
-        order given. ``norm=True`` (the default here) passes every output through the final
-        ``norm``; timm's method of the same name defaults to ``norm=False``, so pass ``norm``
-        explicitly when porting code between the two.
+        order given. ``norm=True`` passes every output through the final ``norm`` (the features a
+        probe, a decoder or a VLM reads); the default, as in timm's method of the same name, is
+        the blocks' raw outputs.
         """
         depth = len(self.blocks)
         if isinstance(indices, int):

@@ -150,7 +150,7 @@ class VisionLanguageModel(nn.Module):
         with torch.set_grad_enabled(not self.freeze_vision and torch.is_grad_enabled()):
             if self.freeze_vision:
                 self.vision.eval()
-            return torch.cat(self.vision.get_intermediate_layers(images, self.feature_layers), dim=-1)
+            return torch.cat(self.vision.get_intermediate_layers(images, self.feature_layers, norm=True), dim=-1)
 
     def image_tokens(self, images: torch.Tensor | None, vision_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, C, H, W) -> (B, N_img, D_lm)``: patch tokens of the chosen ViT block, projected.

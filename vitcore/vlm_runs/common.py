@@ -63,7 +63,7 @@ def vit_tokens(
     out = []
     for j in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress):
         x = ((images[j : j + batch_size] - mean) / std).to(dev)
-        out.append(torch.cat(vit.get_intermediate_layers(x, layers), dim=-1).cpu())
+        out.append(torch.cat(vit.get_intermediate_layers(x, layers, norm=True), dim=-1).cpu())
     return torch.cat(out)
 
 
