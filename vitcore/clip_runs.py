@@ -11,6 +11,7 @@ evaluation live here so that the chapter and the run use exactly the same ones:
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,13 @@ def prompts(colours: list[str] | tuple[str, ...], names: tuple[str, ...] = FASHI
 def clip_vocab(colours: list[str] | tuple[str, ...], context_length: int = 16) -> tuple[ClipTokenizer, CompactVocab]:
     """The BPE tokenizer and the compact vocabulary of every caption :func:`vitcore.scenes.caption`
     can write about one or two of these items (fixed in advance, so a shipped text tower's
-    embedding rows never depend on which captions one data set happened to hold)."""
+    embedding rows never depend on which captions one data set happened to hold). Built once per
+    colour list and context length (reading the BPE merges takes a while), then shared."""
+    return _clip_vocab(tuple(colours), context_length)
+
+
+@functools.lru_cache(maxsize=8)
+def _clip_vocab(colours: tuple[str, ...], context_length: int) -> tuple[ClipTokenizer, CompactVocab]:
     tokenizer = ClipTokenizer(context_length=context_length)
     singles = prompts(colours)
     texts = singles + [f"{singles[0]} left of {p}" for p in singles] + [f"{singles[0]} right of {p}" for p in singles]
