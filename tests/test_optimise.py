@@ -113,6 +113,8 @@ def test_bad_arguments_and_bad_losses_are_named():
         optimise(model, lambda b: torch.tensor(float("nan"), requires_grad=True), [0], 3, 0.1, progress=False)
     with pytest.raises(ValueError, match="empty"):
         optimise(model, lambda b: model(b).sum(), [], 3, 0.1, progress=False)
+    with pytest.raises(TypeError, match="min_lrr"):  # optimise's other keywords are ScheduledAdamW's
+        optimise(model, lambda b: model(b).sum(), [0], 3, 0.1, min_lrr=0.0, progress=False)
 
 
 def test_index_batches_shuffle_each_pass_and_cover_the_data():

@@ -7,7 +7,7 @@ from vitcore import VisionTransformer, count_params, seed_everything
 from vitcore.cnn import ResNet, resnet_for_params
 from vitcore.data import TensorLoader, load_fashion_mnist, stratified_indices
 from vitcore.tolerance import tolerance
-from vitcore.train import History, evaluate, fit, param_groups, predict, warmup_cosine
+from vitcore.train import History, ResumableRun, evaluate, fit, param_groups, predict, warmup_cosine
 
 
 def test_warmup_cosine_values():
@@ -135,3 +135,49 @@ def test_resnet_shapes_and_parameter_matching():
     assert abs(count_params(ResNet(cnn.width + 1)) - target) >= abs(count_params(cnn) - target)
     with pytest.raises(ValueError):
         ResNet(width=0)
+
+
+def _resumable(path, stop_at_epoch=-1):
+    """7 steps over 10 examples in batches of 3 (3 steps an epoch, the last epoch cut short); the
+    body moves a module and a tensor and draws from the generator that also shuffles."""
+    torch.manual_seed(0)
+    model, count, gen = torch.nn.Linear(2, 1), torch.zeros(1), torch.Generator().manual_seed(0)
+
+    def on_epoch(epoch):
+        if epoch == stop_at_epoch:
+            raise KeyboardInterrupt
+        return {"epoch": epoch}
+
+    run = ResumableRun(7, 10, 3, path, on_epoch, progress=False)
+    run.resume(model=model, count=count, rng=gen)
+    batches = []
+    for step, idx in run.batches(gen):
+        with torch.no_grad():
+            model.weight += idx.float().sum() + torch.rand(1, generator=gen)
+        count += 1
+        batches.append(idx.tolist())
+        run.log.append({"step": step})
+    return run.log, model.weight.detach().clone(), count, batches
+
+
+def test_resumable_run_saves_after_each_epoch_and_resumes_to_the_same_end(tmp_path):
+    log, weight, count, batches = _resumable(tmp_path / "straight.pt")
+    assert [r["step"] for r in log] == list(range(7)) and len({len(b) for b in batches}) == 1
+    assert [r["epoch"]["epoch"] for r in log if "epoch" in r] == [0, 1, 2]  # after steps 2, 5 and the last
+    with pytest.raises(KeyboardInterrupt):  # dies at the end of the second epoch
+        _resumable(tmp_path / "cut.pt", stop_at_epoch=1)
+    state = torch.load(tmp_path / "cut.pt", weights_only=True)
+    assert list(state) == ["model", "count", "step", "log", "rng"] and state["step"] == 3
+    log2, weight2, count2, batches2 = _resumable(tmp_path / "cut.pt")
+    assert log2 == log and batches2 == batches[3:]
+    assert torch.equal(weight2, weight) and torch.equal(count2, count)  # count: 3 restored + 4 steps
+
+
+def test_resumable_run_refuses_too_few_examples_and_a_mid_epoch_state(tmp_path):
+    with pytest.raises(ValueError, match="at least one batch of 3"):
+        ResumableRun(5, 2, 3)
+    torch.save({"step": 4, "log": [{}] * 4}, tmp_path / "mid.pt")
+    run = ResumableRun(7, 10, 3, tmp_path / "mid.pt", progress=False)
+    run.resume()
+    with pytest.raises(ValueError, match="mid-epoch"):
+        next(iter(run.batches(torch.Generator())))

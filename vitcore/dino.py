@@ -3,7 +3,8 @@
 A student network learns to match the output distribution of a teacher on different views of
 the same image. The teacher is an exponential moving average (EMA) of the student; its outputs
 are centred (a running mean is subtracted) and sharpened (a low temperature), which together
-keep the pair from collapsing to a constant.
+keep the pair from collapsing to a constant. The multi-crop views live in ``vitcore.multicrop``
+(importable from here too); :func:`pretrain` runs the whole method.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .multicrop import MultiCrop, random_resized_crop
 
 __all__ = [
     "DINOHead",
@@ -122,97 +125,6 @@ def cosine_schedule(start: float, end: float, step: int, total_steps: int) -> fl
     return end + (start - end) * (1 + math.cos(math.pi * t)) / 2
 
 
-def random_resized_crop(
-    images: torch.Tensor,
-    size: int,
-    scale: tuple[float, float] = (0.08, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    flip: bool = False,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """A whole batch of random resized crops at once: ``(B, C, H, W) -> (B, C, size, size)``.
-
-    Each image gets its own box covering a ``scale`` share of its area with aspect ratio (w / h)
-    drawn log-uniformly from ``ratio``, and (with ``flip``) a coin-flip mirror. The box is cut and
-    resized in one bilinear ``grid_sample``: no Python loop over images, unlike torchvision's
-    per-image ``RandomResizedCrop`` (which also antialiases; this does not).
-    """
-    if images.ndim != 4:
-        raise ValueError(f"expected images (B, C, H, W), got shape {tuple(images.shape)}")
-    if not 0 < scale[0] <= scale[1] <= 1 or not 0 < ratio[0] <= ratio[1]:
-        raise ValueError(f"need 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], got {scale}, {ratio}")
-    b, _, h, w = images.shape
-
-    def uniform(lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(b, generator=generator)
-
-    area = uniform(*scale)  # share of the image area
-    aspect = uniform(math.log(ratio[0]), math.log(ratio[1])).exp()
-    fw = (area * aspect * h / w).sqrt().clamp(max=1.0)  # box width as a share of the image width
-    fh = (area / aspect * w / h).sqrt().clamp(max=1.0)
-    cx = (1 - fw) * (2 * torch.rand(b, generator=generator) - 1)  # box centre in [-1, 1] coordinates
-    cy = (1 - fh) * (2 * torch.rand(b, generator=generator) - 1)
-    sx = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0) if flip else torch.ones(b)
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 2] = fw * sx, cx  # output x in [-1, 1] -> input x in the box (mirrored if sx < 0)
-    theta[:, 1, 1], theta[:, 1, 2] = fh, cy
-    theta = theta.to(images.device, images.dtype)
-    grid = F.affine_grid(theta, [b, images.shape[1], size, size], align_corners=False)  # (B, size, size, 2)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-class MultiCrop:
-    """DINO's multi-crop views of a batch of images ``(B, C, H, W)``: 2 global + ``n_local`` local.
-
-    Global crops cover 40-100% of the image and are resized to ``global_size``; local crops cover
-    10-40% and are resized to ``local_size``. Both get random horizontal flips. With
-    ``batched=True`` each view is made for the whole batch at once by :func:`random_resized_crop`
-    (much faster for many small images, and seeded by ``generator``); the default uses
-    torchvision's ``RandomResizedCrop`` image by image.
-    """
-
-    def __init__(
-        self,
-        global_size: int,
-        local_size: int,
-        n_local: int = 4,
-        global_scale: tuple[float, float] = (0.4, 1.0),
-        local_scale: tuple[float, float] = (0.1, 0.4),
-        flip: bool = True,
-        batched: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        from torchvision.transforms import v2
-
-        def crop(size: int, scale: tuple[float, float]) -> v2.Compose:
-            ops = [v2.RandomResizedCrop(size, scale=scale, antialias=True)]
-            return v2.Compose(ops + ([v2.RandomHorizontalFlip()] if flip else []))
-
-        self.global_t = crop(global_size, global_scale)
-        self.local_t = crop(local_size, local_scale)
-        self.n_local = n_local
-        self.global_size, self.local_size = global_size, local_size
-        self.global_scale, self.local_scale = global_scale, local_scale
-        self.flip, self.batched, self.generator = flip, batched, generator
-
-    def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """One crop per image per view (each image draws its own crop)."""
-        if self.batched:
-
-            def view(size: int, scale: tuple[float, float]) -> torch.Tensor:
-                return random_resized_crop(images, size, scale, flip=self.flip, generator=self.generator)
-
-            return [view(self.global_size, self.global_scale) for _ in range(2)] + [
-                view(self.local_size, self.local_scale) for _ in range(self.n_local)
-            ]
-
-        def per_image(t, x):  # noqa: ANN001, ANN202
-            return torch.stack([t(img) for img in x])
-
-        views = [per_image(self.global_t, images) for _ in range(2)]
-        return views + [per_image(self.local_t, images) for _ in range(self.n_local)]
-
-
 # ----------------------------------------------------------------------------- the whole method
 class DINOModel(nn.Module):
     """A backbone (pooled ``(B, D)`` features) and a :class:`DINOHead`, run on a list of views.
@@ -316,12 +228,10 @@ def pretrain(
     over the data (they are stored under ``"epoch"`` in the step record that ends the epoch).
     With ``state_path`` the run saves its state after every epoch and resumes from it.
     """
-    from tqdm.auto import tqdm
+    from .train import ResumableRun, ScheduledAdamW
 
-    from .train import ScheduledAdamW
-
-    if len(images) < batch_size:
-        raise ValueError(f"need at least one batch of {batch_size} images, got {len(images)}")
+    judge = None if on_epoch is None else lambda epoch: on_epoch(epoch, teacher)
+    run = ResumableRun(steps, len(images), batch_size, state_path, judge, desc, progress)
     size = images.shape[-1]
     device = next(student.parameters()).device
     crit = DINOLoss(student.head.last_layer.out_features, student_temp, teacher_temp, center_momentum).to(device)
@@ -331,29 +241,13 @@ def pretrain(
         student, steps, lr, weight_decay, warmup_steps=int(warmup * steps), min_lr=min_lr, clip_grad=clip_grad
     )
     order_gen = torch.Generator().manual_seed(seed + 1)
-    per_epoch = len(images) // batch_size
-    log: list[dict] = []
-    start = 0
-    if state_path is not None and Path(state_path).is_file():
-        st = torch.load(state_path, map_location=device, weights_only=True)
-        student.load_state_dict(st["student"])
-        teacher.load_state_dict(st["teacher"])
-        opt.load_state_dict(st["opt"])
-        crit.center.copy_(st["center"])
-        crop_gen.set_state(st["crop_rng"])
-        order_gen.set_state(st["order_rng"])
-        log, start = st["log"], st["step"]
     for p in teacher.parameters():
         p.requires_grad_(False)
-    order = torch.randperm(len(images), generator=order_gen)
-    if start % per_epoch:
-        raise ValueError(f"state {state_path} was saved mid-epoch (step {start})")
-    bar = tqdm(range(start, steps), desc=desc, disable=not progress, initial=start, total=steps)
-    for step in bar:
-        i = step % per_epoch
-        if i == 0 and step > start:
-            order = torch.randperm(len(images), generator=order_gen)
-        xb = images[order[i * batch_size : (i + 1) * batch_size]].to(device)  # (B, C, H, W)
+    run.resume(
+        device, student=student, teacher=teacher, opt=opt, center=crit.center, crop_rng=crop_gen, order_rng=order_gen
+    )
+    for step, idx in run.batches(order_gen):
+        xb = images[idx].to(device)  # (B, C, H, W)
         views = crops(xb)
         if jitter > 0:
             views = [_jitter(v, jitter, crop_gen) for v in views]
@@ -374,27 +268,6 @@ def pretrain(
             "entropy": entropy.item(),
             "marginal entropy": -(mean_p * mean_p.clamp_min(1e-12).log()).sum().item(),
         }
-        log.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.3f}")
-        if i == per_epoch - 1 or step == steps - 1:
-            if on_epoch is not None:
-                record["epoch"] = on_epoch(len([r for r in log if "epoch" in r]), teacher)
-                bar.write(f"{desc} step {step + 1}: {record['epoch']}")
-            if state_path is not None and step < steps - 1 and i == per_epoch - 1:
-                Path(state_path).parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(f"{state_path}.tmp")
-                torch.save(
-                    {
-                        "student": student.state_dict(),
-                        "teacher": teacher.state_dict(),
-                        "opt": opt.state_dict(),
-                        "center": crit.center,
-                        "step": step + 1,
-                        "log": log,
-                        "crop_rng": crop_gen.get_state(),
-                        "order_rng": order_gen.get_state(),
-                    },
-                    tmp,
-                )
-                tmp.replace(state_path)
-    return log
+        run.log.append(record)
+        run.bar.set_postfix(loss=f"{record['loss']:.3f}")
+    return run.log

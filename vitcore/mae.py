@@ -146,13 +146,11 @@ def pretrain(
     after each pass over the data. With ``state_path`` the run saves its state after every epoch
     and resumes from it.
     """
-    from tqdm.auto import tqdm
-
     from .data import random_flip
-    from .train import ScheduledAdamW
+    from .train import ResumableRun, ScheduledAdamW
 
-    if len(images) < batch_size:
-        raise ValueError(f"need at least one batch of {batch_size} images, got {len(images)}")
+    judge = None if on_epoch is None else lambda epoch: on_epoch(epoch, model)
+    run = ResumableRun(steps, len(images), batch_size, state_path, judge, desc, progress)
     device = next(model.parameters()).device
     opt = ScheduledAdamW(
         model,
@@ -165,46 +163,14 @@ def pretrain(
         clip_grad=None,
     )
     gen = torch.Generator().manual_seed(seed)  # batch order, flips and masks
-    per_epoch = len(images) // batch_size
-    log: list[dict] = []
-    start = 0
-    if state_path is not None and Path(state_path).is_file():
-        st = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        gen.set_state(st["rng"])
-        log, start = st["log"], st["step"]
-    if start % per_epoch:
-        raise ValueError(f"state {state_path} was saved mid-epoch (step {start})")
-    bar = tqdm(range(start, steps), desc=desc, disable=not progress, initial=start, total=steps)
-    for step in bar:
-        i = step % per_epoch
-        if i == 0:
-            order = torch.randperm(len(images), generator=gen)
-        xb = random_flip(images[order[i * batch_size : (i + 1) * batch_size]], generator=gen).to(device)
+    run.resume(device, model=model, opt=opt, rng=gen)
+    for step, idx in run.batches(gen):
+        xb = random_flip(images[idx], generator=gen).to(device)
         model.train()
         loss, _, _ = model(xb, mask_ratio, gen)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"MAE loss is {loss.item()} at step {step}")
         opt.step(loss)
-        log.append({"loss": loss.item()})
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        if i == per_epoch - 1 or step == steps - 1:
-            if on_epoch is not None:
-                log[-1]["epoch"] = on_epoch(len([r for r in log if "epoch" in r]), model)
-                bar.write(f"{desc} step {step + 1}: {log[-1]['epoch']}")
-            if state_path is not None and step < steps - 1 and i == per_epoch - 1:
-                Path(state_path).parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(f"{state_path}.tmp")
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "opt": opt.state_dict(),
-                        "step": step + 1,
-                        "log": log,
-                        "rng": gen.get_state(),
-                    },
-                    tmp,
-                )
-                tmp.replace(state_path)
-    return log
+        run.log.append({"loss": loss.item()})
+        run.bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    return run.log

@@ -16,8 +16,9 @@ step-0 weights), the control that tells what pre-training bought.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -87,24 +88,43 @@ def _history(log: list[dict]) -> dict:
     }
 
 
-def _run_data(rec: dict, quick: bool) -> tuple[torch.Tensor, tuple, int]:
-    """A run's unlabelled training images (normalised), its evaluation sets and its step count."""
+def _pretrain(
+    rec: dict,
+    pretrain: Callable[..., list[dict]],
+    models: tuple[nn.Module, ...],
+    judged: Callable[[Any], nn.Module],
+    state_path: Path | None,
+    progress: bool,
+    quick: bool,
+) -> tuple[list[dict], tuple[torch.Tensor, ...], int]:
+    """Run a recipe's pre-training loop (``pretrain``: :func:`vitcore.dino.pretrain` or
+    :func:`vitcore.mae.pretrain`, given ``models`` first) on its unlabelled training images
+    (normalised) with the batch size, seed and ``train`` settings of the recipe, judging the
+    features of ``judged(model)`` by k-NN after every epoch. Returns ``(log, evaluation sets, steps)``."""
     train_x, _ = load_fashion_mnist("train")
     n = rec["data"].get("n_train")
     images = normalise(train_x if n is None else train_x[:n])
     sets: tuple[torch.Tensor, ...] = _eval_sets()
     if quick:
         sets = tuple(s[:500] for s in sets)
-    return images, sets, rec["train"]["epochs"] * (len(images) // rec["data"]["batch_size"])
+    steps = rec["train"]["epochs"] * (len(images) // rec["data"]["batch_size"])
 
+    def on_epoch(epoch: int, model: nn.Module) -> dict:
+        return {"acc": knn_accuracy(judged(model), sets)}
 
-def _loop_options(rec: dict) -> dict:
-    """The recipe's settings for a pre-training loop: batch size, seed and the ``train`` part."""
-    return dict(
+    log = pretrain(
+        *models,
+        images,
+        steps,
         batch_size=rec["data"]["batch_size"],
         seed=rec.get("seed", 0),
+        on_epoch=on_epoch,
+        state_path=state_path,
+        progress=progress,
+        desc=f"{rec['method']}_fmnist",
         **{k: v for k, v in rec["train"].items() if k != "epochs"},
     )
+    return log, sets, steps
 
 
 def train_dino(
@@ -117,21 +137,8 @@ def train_dino(
     student = DINOModel(backbone, rec["model"]["embed_dim"], **rec["head"]).to(device)
     teacher = copy.deepcopy(student)
     random_init = copy.deepcopy(backbone).cpu()
-    images, sets, steps = _run_data(rec, quick)
-
-    def on_epoch(epoch: int, teach: DINOModel) -> dict:
-        return {"acc": knn_accuracy(teach.backbone, sets)}
-
-    log = pretrain(
-        student,
-        teacher,
-        images,
-        steps,
-        on_epoch=on_epoch,
-        state_path=state_path,
-        progress=progress,
-        desc="dino_fmnist",
-        **_loop_options(rec),
+    log, sets, steps = _pretrain(
+        rec, pretrain, (student, teacher), lambda teach: teach.backbone, state_path, progress, quick
     )
     pixels = F.normalize(sets[0].flatten(1), dim=-1), sets[1], F.normalize(sets[2].flatten(1), dim=-1), sets[3]
     from .dino import knn_hits
@@ -154,21 +161,7 @@ def train_mae(
 
     model = cast(MaskedAutoencoder, initial_model(rec)).to(device)  # an MAE recipe gives an MAE
     random_init = copy.deepcopy(model.encoder).cpu()
-    images, sets, steps = _run_data(rec, quick)
-
-    def on_epoch(epoch: int, mae: MaskedAutoencoder) -> dict:
-        return {"acc": knn_accuracy(mae.encoder, sets)}
-
-    log = pretrain(
-        model,
-        images,
-        steps,
-        on_epoch=on_epoch,
-        state_path=state_path,
-        progress=progress,
-        desc="mae_fmnist",
-        **_loop_options(rec),
-    )
+    log, sets, steps = _pretrain(rec, pretrain, (model,), lambda mae: mae.encoder, state_path, progress, quick)
     model = model.cpu().eval()
     metrics: dict = {
         "knn_acc": knn_accuracy(model.encoder, sets),

@@ -5,6 +5,7 @@ the baseline."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,17 +48,19 @@ def optimise_indexed(
     n: int,
     batch_size: int,
     steps: int,
-    lr: float,
-    weight_decay: float,
-    seed: int,
-    progress: bool,
-    desc: str,
+    lr: float = 2e-3,
+    weight_decay: float = 0.05,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "train",
     decay_all: bool = False,
 ) -> list[float]:
     """The schedule of the chapter 9, 12 and 13 runs: :func:`~vitcore.train.optimise` over shuffled
-    whole batches of ``n`` examples (:class:`~vitcore.train.IndexBatches`), warmup for a tenth of the
-    steps, cosine down to ``lr / 20``, gradients clipped at norm 1. ``loss_of(batch_indices)``
-    gives the loss. Returns the loss of every step."""
+    whole batches of ``n`` examples (:class:`~vitcore.train.IndexBatches`, drawn from ``seed``),
+    warmup for a tenth of the steps, cosine down to ``lr / 20``, gradients clipped at norm 1.
+    ``loss_of(batch_indices)`` gives the loss. Returns the loss of every step. The trainers below
+    (and :func:`vitcore.vlm_runs.train_vqa`) pass their other keywords (``lr``, ``weight_decay``,
+    ``seed``, ``progress``, ``decay_all``) here, with these defaults."""
     return optimise(
         model,
         loss_of,
@@ -80,26 +83,22 @@ def train_vlm(
     data: ReferringData,
     epochs: int = 4,
     batch_size: int = 32,
-    lr: float = 2e-3,
-    weight_decay: float = 0.05,
-    seed: int = 0,
-    progress: bool = True,
-    desc: str = "SFT",
+    *,
+    steps: int | None = None,
     features: torch.Tensor | None = None,
     coord_sigma: float = 0.0,
-    steps: int | None = None,
-    decay_all: bool = False,
+    desc: str = "SFT",
+    **schedule: Any,
 ) -> list[float]:
     """Supervised fine-tuning on ``(image, instruction, box)``: answer-only cross-entropy
     (:func:`coordinate_smoothed_loss` with ``coord_sigma``), trained by :func:`optimise_indexed` for
     ``epochs`` passes or exactly ``steps`` steps. Returns the loss of every step. ``features``: precomputed
     vision tokens ``(S, T, D_v)`` of a frozen encoder, one row per scene of ``data.scenes``,
-    used instead of the images."""
+    used instead of the images. The other keywords (``schedule``: ``lr``, ``weight_decay``, ``seed``,
+    ``progress``, ``decay_all``) go to :func:`optimise_indexed`, with its defaults."""
     dev = next(model.parameters()).device
     ids, mask = encode_grounding(tok, data.instructions, data.boxes, data.image_size)
-    per_epoch = len(data) // batch_size  # whole batches only
-    if per_epoch < 1:
-        raise ValueError(f"{len(data)} examples do not fill one batch of {batch_size}; use batch_size <= {len(data)}")
+    per_epoch = len(IndexBatches(len(data), batch_size))  # whole batches only (raises if not one)
 
     def loss_of(b: torch.Tensor) -> torch.Tensor:
         n = int(mask[b].nonzero()[:, 1].max()) + 1  # trim padding columns
@@ -109,19 +108,8 @@ def train_vlm(
         target = x[:, 1:].masked_fill(~m[:, 1:].bool(), -100)  # predict the answer tokens only
         return coordinate_smoothed_loss(logits, target, tok, coord_sigma)
 
-    return optimise_indexed(
-        model,
-        loss_of,
-        len(data),
-        batch_size,
-        steps if steps is not None else epochs * per_epoch,
-        lr,
-        weight_decay,
-        seed,
-        progress,
-        desc,
-        decay_all,
-    )
+    steps = steps if steps is not None else epochs * per_epoch
+    return optimise_indexed(model, loss_of, len(data), batch_size, steps, desc=desc, **schedule)
 
 
 def train_regressor(
@@ -130,29 +118,23 @@ def train_regressor(
     words: torch.Tensor | None = None,
     epochs: int = 4,
     batch_size: int = 32,
-    lr: float = 2e-3,
-    weight_decay: float = 0.05,
-    seed: int = 0,
-    progress: bool = True,
-    desc: str = "L1+GIoU",
+    *,
     features: torch.Tensor | None = None,
-    decay_all: bool = False,
+    desc: str = "L1+GIoU",
+    **schedule: Any,
 ) -> list[float]:
     """Train the regression baseline with :func:`box_regression_loss`; returns per-step losses.
     Each epoch takes ``len(data) // batch_size`` whole batches (the partial batch is left out, as
     in :func:`train_vlm`); data smaller than one batch is a ``ValueError``.
     ``features``: precomputed tokens ``(S, T, D)`` of a frozen encoder, one row per scene of
-    ``data.scenes`` (then only the head trains)."""
+    ``data.scenes`` (then only the head trains). The other keywords go to :func:`optimise_indexed`,
+    as in :func:`train_vlm`."""
     dev = next(model.parameters()).device
-    per_epoch = len(data) // batch_size  # whole batches only, as in train_vlm
-    if per_epoch < 1:
-        raise ValueError(f"{len(data)} examples do not fill one batch of {batch_size}; use batch_size <= {len(data)}")
+    per_epoch = len(IndexBatches(len(data), batch_size))  # whole batches only, as in train_vlm
 
     def loss_of(b: torch.Tensor) -> torch.Tensor:
         w = words[b].to(dev) if words is not None else None
         vt = features[data.scene_index[b]].to(dev) if features is not None else None
         return box_regression_loss(model(data.batch_images(b).to(dev), w, vt), data.boxes[b].to(dev), data.image_size)
 
-    return optimise_indexed(
-        model, loss_of, len(data), batch_size, epochs * per_epoch, lr, weight_decay, seed, progress, desc, decay_all
-    )
+    return optimise_indexed(model, loss_of, len(data), batch_size, epochs * per_epoch, desc=desc, **schedule)

@@ -8,7 +8,8 @@
 gradients, backward, clip, AdamW at this step's warmup-cosine learning rate, with no weight decay
 on biases, norms, tokens and positions); :func:`optimise` drives it over any batches with any
 loss, and :func:`fit` drives it over a classification loader by epochs (with evaluation,
-resumable state and DDP). The MAE and DINO trainers (chapters 10, 11) take the same step.
+resumable state and DDP). The MAE and DINO trainers (chapters 10, 11) take the same step, in the
+resumable loop of :class:`ResumableRun`.
 
 Everything a notebook plots (loss, accuracy and learning rate per step, per-epoch summaries)
 lands in a :class:`History`.
@@ -19,12 +20,14 @@ DistributedDataParallel (DDP); see :func:`setup_distributed` and the book's appe
     torchrun --nproc_per_node=8 train_script.py     # the script calls fit() as on one GPU
 
 The parts, all importable from ``vitcore.train``: ``.optim`` (schedule, optimiser, batches,
-``optimise``), ``.loop`` (``fit``, ``predict``, ``evaluate``, ``History``) and ``.distributed``.
+``optimise``), ``.loop`` (``fit``, ``predict``, ``evaluate``, ``History``), ``.resume``
+(``ResumableRun``) and ``.distributed``.
 """
 
 from .distributed import cleanup_distributed, distributed_rank_and_size, is_main_process, setup_distributed
 from .loop import History, LossFn, evaluate, fit, predict
 from .optim import IndexBatches, ScheduledAdamW, optimise, param_groups, warmup_cosine
+from .resume import ResumableRun
 
 __all__ = [
     "warmup_cosine",
@@ -37,6 +40,7 @@ __all__ = [
     "evaluate",
     "predict",
     "LossFn",
+    "ResumableRun",
     "setup_distributed",
     "cleanup_distributed",
     "distributed_rank_and_size",

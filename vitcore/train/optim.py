@@ -179,17 +179,11 @@ def optimise(
     steps: int,
     lr: float,
     *,
-    weight_decay: float = 0.05,
-    warmup: float = 0.1,
-    warmup_steps: int | None = None,
-    min_lr: float = 0.0,
-    betas: tuple[float, float] = (0.9, 0.999),
-    clip_grad: float | None = 1.0,
-    decay_all: bool = False,
     on_step: Callable[[int, float], None] | None = None,
     progress: bool = True,
     desc: str = "train",
     leave: bool = True,
+    **schedule: Any,
 ) -> list[float]:
     """Train ``model`` for ``steps`` steps of :class:`ScheduledAdamW`; return the loss of every step.
 
@@ -198,11 +192,12 @@ def optimise(
     pass until ``steps`` steps are taken (a ``DataLoader`` reshuffles each pass).
     ``on_step(step, loss)`` is called after each step (0-based), e.g. to record a statistic.
     ``progress``: a tqdm bar named ``desc`` (``leave=False``: it disappears when done). The other
-    arguments are :class:`ScheduledAdamW`'s.
+    keywords (``schedule``: ``weight_decay``, ``warmup``, ``warmup_steps``, ``min_lr``, ``betas``,
+    ``clip_grad``, ``decay_all``) go to :class:`ScheduledAdamW`, with its defaults.
     """
     from tqdm.auto import tqdm
 
-    opt = ScheduledAdamW(model, steps, lr, weight_decay, warmup, warmup_steps, min_lr, betas, clip_grad, decay_all)
+    opt = ScheduledAdamW(model, steps, lr, **schedule)
     device = opt.params[0].device
     was_training = model.training
     model.train()

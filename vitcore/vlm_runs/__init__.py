@@ -13,8 +13,9 @@ recomputing them), and only the trainable part is shipped: :func:`build_head` ma
 Chapter 13 teaches the model (``vitcore.grounding``: data, ``<box>`` encoding, training, metrics);
 this module only binds those pieces to a recipe of :mod:`vitcore.zoo`.
 
-The parts, all importable from ``vitcore.vlm_runs``: ``.common`` (head, assembly, cached tokens),
-``.grounding`` and ``.patch_sweep`` (chapter 13) and ``.vqa`` (chapter 12).
+The parts, all importable from ``vitcore.vlm_runs``: ``.common`` (head, assembly, cached tokens, and
+the set-up, scenes, settings and timing the runs share), ``.grounding`` and ``.patch_sweep``
+(chapter 13) and ``.vqa`` (chapter 12).
 """
 
 from .common import assemble, build_head, vit_tokens

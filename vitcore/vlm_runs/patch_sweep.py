@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,8 @@ import torch
 from torch import nn
 
 from ..grounding import BoxRegressor, ReferringData, localisation_metrics
-from ..scenes import SceneComposer
 from ..vit import VisionTransformer
+from .common import _composer, _settings, _timed
 
 
 def build_box_regressor(spec: dict) -> BoxRegressor:
@@ -37,26 +36,17 @@ def build_box_regressor(spec: dict) -> BoxRegressor:
 def single_object_data(rec: dict, quick: bool = False) -> tuple[ReferringData, ReferringData]:
     """One item per scene on a black canvas, its box the target: training scenes from Fashion-MNIST's
     training images, held-out ones from its test images (chapter 13's sweep)."""
-    from ..data import load_fashion_mnist
-
     d = rec["data"]
-    kw = dict(
-        canvas_size=d["canvas_size"],
-        object_size=tuple(d["object_size"]),
-        colours=tuple(d["colours"]),
-        background="black",
-    )
 
-    def examples(split: str, items: int, n: int, seed: int) -> ReferringData:
-        x, y = load_fashion_mnist(split)
-        s = SceneComposer(x[:items].numpy(), y[:items].numpy(), **kw).sample(n, num_objects=1, seed=seed)
+    def examples(split: str, n: int, seed: int) -> ReferringData:
+        s = _composer(d, split, background="black").sample(n, num_objects=1, seed=seed)
         return ReferringData(
             ["find the object"] * n, s.boxes[:, 0], torch.zeros(n, dtype=torch.long), torch.arange(n), s
         )
 
     return (
-        examples("train", d["train_items"], 128 if quick else d["n_train"], d["train_seed"]),
-        examples("test", d["test_items"], 64 if quick else d["n_test"], d["test_seed"]),
+        examples("train", 128 if quick else d["n_train"], d["train_seed"]),
+        examples("test", 64 if quick else d["n_test"], d["test_seed"]),
     )
 
 
@@ -67,23 +57,14 @@ def train_patch_sweep(
     from ..device import seed_everything
     from ..grounding import train_regressor
 
-    t = rec["train"]
     train, test = single_object_data(rec, quick)
     seed_everything(rec.get("seed", 0))
     model = build_box_regressor(rec["model"]).to(device)
-    t0 = time.perf_counter()
-    losses = train_regressor(
-        model,
-        train,
-        epochs=1 if quick else t["epochs"],
-        batch_size=t["batch_size"],
-        lr=t["lr"],
-        seed=rec.get("seed", 0),
-        progress=progress,
-        desc=f"patch {rec['model']['patch_size']}",
-        decay_all=t.get("decay_all", False),
+    epochs = 1 if quick else rec["train"]["epochs"]
+    desc = f"patch {rec['model']['patch_size']}"
+    losses, seconds, history = _timed(
+        lambda: train_regressor(model, train, epochs=epochs, desc=desc, **_settings(rec, progress))
     )
-    seconds = time.perf_counter() - t0
     model = model.cpu().eval()  # the manifest's metrics: float32 on the CPU
     with torch.no_grad():
         pred = model(test.images)
@@ -95,5 +76,4 @@ def train_patch_sweep(
         device=device.type,
         tokens=model.vision.patch_embed.num_patches,
     )
-    history = {"step_loss": [round(x, 4) for x in losses], "seconds": seconds}
     return model, metrics, history

