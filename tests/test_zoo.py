@@ -1,10 +1,13 @@
 import json
 import multiprocessing as mp
+from pathlib import Path
 
 import pytest
 import torch
 
 from vitcore import count_params, zoo
+from vitcore.zoo import recipes as zoo_recipes
+from vitcore.zoo import store as zoo_store
 
 
 def tiny_recipe(**train):
@@ -84,14 +87,20 @@ def test_registered_recipes():
 def test_key_covers_the_teacher_and_the_code(monkeypatch):
     student = zoo.recipe("fmnist_deit", gpu=False)
     key = zoo.cache_key(student, "cpu")
-    changed = dict(zoo.RECIPES)
-    changed["fmnist_cnn"] = lambda gpu: {**zoo._fmnist_cnn(gpu), "seed": 1}  # another teacher
-    monkeypatch.setattr(zoo, "RECIPES", changed)
+    # The registry and the code hash as the cache looks them up (vitcore.zoo re-exports them).
+    changed = dict(zoo_recipes.RECIPES)
+    changed["fmnist_cnn"] = lambda gpu: {**zoo_recipes._fmnist_cnn(gpu), "seed": 1}  # another teacher
+    monkeypatch.setattr(zoo_recipes, "RECIPES", changed)
     assert zoo.cache_key(student, "cpu") != key
-    monkeypatch.setattr(zoo, "RECIPES", dict(zoo.RECIPES, fmnist_cnn=zoo._fmnist_cnn))
+    monkeypatch.setattr(zoo_recipes, "RECIPES", dict(zoo_recipes.RECIPES, fmnist_cnn=zoo_recipes._fmnist_cnn))
     assert zoo.cache_key(student, "cpu") == key
-    monkeypatch.setattr(zoo, "code_version", lambda: "edited")
+    monkeypatch.setattr(zoo_store, "code_version", lambda: "edited")
     assert zoo.cache_key(student, "cpu") != key
+
+
+def test_code_version_hashes_every_zoo_module():
+    assert {f"zoo/{p.name}" for p in Path(zoo.__file__).parent.glob("*.py")} <= set(zoo._CODE)
+    assert len(zoo.code_version()) == 12
 
 
 def test_corrupt_entry_is_detected_and_rebuilt(tmp_path):
