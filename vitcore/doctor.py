@@ -173,35 +173,20 @@ def check_data() -> list[Check]:
     from . import assets
     from .data import fashion_mnist as data
 
-    lines = []
-    fm = data.find_fashion_mnist()
-    if fm is not None:
-        lines.append(Check("fashion-mnist", "OK", str(fm)))
-    else:
-        tried = ", ".join(str(d) for d in data._candidate_dirs(None))
-        lines.append(
-            Check(
-                "fashion-mnist",
-                "MISSING",
-                f"not in {tried}; run `python -m vitcore.assets fetch` "
-                "(downloads 30 MB once) or apt-get install dataset-fashion-mnist",
-            )
-        )
-    st = assets.find_stamps()
-    if st is not None:
-        lines.append(Check("tuxpaint-stamps", "OK", str(st)))
-    else:
-        tried = ", ".join(str(d) for d, _ in assets.stamp_dirs())
-        lines.append(
-            Check(
-                "tuxpaint-stamps",
-                "MISSING",
-                f"not in {tried}; run `python -m vitcore.assets fetch` "
-                f"(downloads {assets.STAMPS_SIZE / 1e6:.0f} MB once) or apt-get install "
-                "tuxpaint-stamps-default",
-            )
-        )
-    return lines
+    fm_dirs, st_dirs = data._candidate_dirs(None), [d for d, _ in assets.stamp_dirs()]
+    return [
+        _found("fashion-mnist", data.find_fashion_mnist(), fm_dirs, 30, "dataset-fashion-mnist"),
+        _found("tuxpaint-stamps", assets.find_stamps(), st_dirs, assets.STAMPS_SIZE / 1e6, "tuxpaint-stamps-default"),
+    ]
+
+
+def _found(name: str, where: Path | None, tried: list[Path], megabytes: float, deb: str) -> Check:
+    """OK with the folder ``where`` data were found, or MISSING with the folders ``tried`` and the
+    two ways to get them: ``vitcore.assets`` downloads ``megabytes``, or the Debian package ``deb``."""
+    if where is not None:
+        return Check(name, "OK", str(where))
+    how = f"run `python -m vitcore.assets fetch` (downloads {megabytes:.0f} MB once) or apt-get install {deb}"
+    return Check(name, "MISSING", f"not in {', '.join(str(d) for d in tried)}; {how}")
 
 
 def check_shipped(folder: str | Path | None = None) -> Check:
@@ -275,7 +260,7 @@ def check_chromium() -> Check:
 
 def run_checks() -> list[Check]:
     """Every check, in the order the report prints them."""
-    lines = [
+    return [
         check_python(),
         *check_torch(),
         *check_packages(),
@@ -285,7 +270,6 @@ def run_checks() -> list[Check]:
         check_cache(),
         check_chromium(),
     ]
-    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

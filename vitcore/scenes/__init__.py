@@ -19,14 +19,16 @@ pixels of each object (after any occlusion) and masks and boxes always agree.
 Coordinates: ``box = (x1, y1, x2, y2)`` in pixels, ``x1, y1`` the first column/row that holds
 the object and ``x2, y2`` one past the last, so the object's pixels are ``mask[y1:y2, x1:x2]``.
 
-The parts: ``vitcore.scenes.sources`` (stamps, textures), ``vitcore.scenes.composer`` (the
-composer and its output) and ``vitcore.scenes.language`` (captions, referring expressions), all
-importable from ``vitcore.scenes``.
+The parts: ``vitcore.scenes.sources`` (stamps, textures), ``vitcore.scenes.spec`` (what goes in
+and comes out: object specs, the batch of scenes), ``vitcore.scenes.placement`` (where objects
+go), ``vitcore.scenes.composer`` (the composer) and ``vitcore.scenes.language`` (captions,
+referring expressions), all importable from ``vitcore.scenes``.
 """
 
-from .composer import COLOURS, FASHION_NAMES, ObjectSpec, SceneComposer, Scenes
+from .composer import SceneComposer
 from .language import caption, object_phrase, referring_expression
 from .sources import STAMP_DIR, TEXTURES, Stamp, load_stamps, load_texture
+from .spec import COLOURS, FASHION_NAMES, ObjectSpec, Scenes
 
 __all__ = [
     "COLOURS",

@@ -1,104 +1,18 @@
-"""The scene composer: tinted Fashion-MNIST items and stamps pasted onto a canvas or a photo, with
-exact boxes and instance and semantic masks (chapters 9, 12, 13, 15)."""
+"""The scene composer (chapters 9, 12, 13, 15): tinted Fashion-MNIST items and stamps pasted onto a
+canvas or a photo, with exact boxes and instance and semantic masks. What goes in and comes out is
+in ``vitcore.scenes.spec``, where the objects go in ``vitcore.scenes.placement``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .placement import place
 from .sources import _PLAIN, TEXTURES, Stamp, _texture, load_texture
-
-# Named tints (RGB in [0, 1]); an item is drawn as ``tint * shade`` with shade from its own pixels.
-COLOURS: dict[str, tuple[float, float, float]] = {
-    "red": (0.95, 0.12, 0.10),
-    "green": (0.15, 0.80, 0.20),
-    "blue": (0.20, 0.40, 1.00),
-    "yellow": (0.98, 0.90, 0.10),
-    "white": (1.00, 1.00, 1.00),
-    "orange": (1.00, 0.55, 0.05),
-    "purple": (0.65, 0.25, 0.90),
-    "cyan": (0.10, 0.90, 0.95),
-}
-
-# Fashion-MNIST's ten classes as words that read well in a caption ("a red t-shirt").
-FASHION_NAMES: tuple[str, ...] = (
-    "t-shirt",
-    "trousers",
-    "pullover",
-    "dress",
-    "coat",
-    "sandal",
-    "shirt",
-    "sneaker",
-    "bag",
-    "ankle boot",
-)
-
-
-@dataclass
-class ObjectSpec:
-    """What to paste; ``None`` fields are drawn at random.
-
-    ``label``: class index into ``SceneComposer.class_names`` (Fashion-MNIST classes first,
-    then stamp names); ``colour``: index into ``SceneComposer.colour_names`` (ignored for
-    stamps, which keep their own colours); ``size``: side of the object's frame in pixels;
-    ``xy``: top-left corner of its tight box on the canvas; ``item``: which image of that class.
-    """
-
-    label: int | None = None
-    colour: int | None = None
-    size: int | None = None
-    xy: tuple[int, int] | None = None
-    item: int | None = None
-
-
-@dataclass
-class Scenes:
-    """A batch of composed scenes. ``K`` is the largest number of objects; padding rows hold -1.
-
-    - ``images`` ``(B, 3, H, W)`` float in [0, 1]
-    - ``boxes`` ``(B, K, 4)`` long, tight ``(x1, y1, x2, y2)`` of each object's visible pixels
-    - ``labels``, ``colours`` ``(B, K)`` long (colour -1: a stamp in its own colours)
-    - ``instance_masks`` ``(B, H, W)`` long: 0 background, ``k + 1`` for object ``k``
-    - ``semantic_masks`` ``(B, H, W)`` long: 0 background, ``label + 1``
-    - ``num_objects`` ``(B,)``; ``backgrounds``: the background name of each scene
-    """
-
-    images: torch.Tensor
-    boxes: torch.Tensor
-    labels: torch.Tensor
-    colours: torch.Tensor
-    instance_masks: torch.Tensor
-    semantic_masks: torch.Tensor
-    num_objects: torch.Tensor
-    class_names: tuple[str, ...]
-    colour_names: tuple[str, ...]
-    backgrounds: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def objects(self, i: int) -> list[dict]:
-        """The objects of scene ``i`` as dicts (label, name, colour, colour_name, box, centre)."""
-        out = []
-        for k in range(int(self.num_objects[i])):
-            lab, col = int(self.labels[i, k]), int(self.colours[i, k])
-            x1, y1, x2, y2 = self.boxes[i, k].tolist()
-            out.append(
-                dict(
-                    label=lab,
-                    name=self.class_names[lab],
-                    colour=col,
-                    colour_name=self.colour_names[col] if col >= 0 else None,
-                    box=(x1, y1, x2, y2),
-                    centre=((x1 + x2) / 2, (y1 + y2) / 2),
-                )
-            )
-        return out
+from .spec import COLOURS, FASHION_NAMES, ObjectSpec, Scenes
 
 
 class SceneComposer:
@@ -225,48 +139,6 @@ class SceneComposer:
         sl = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
         return np.ascontiguousarray(rgb[sl]), mask[sl], label, colour
 
-    def _place(self, shapes: list[tuple[int, int]], fixed: list, rng: np.random.Generator) -> list[tuple[int, int]]:
-        """Top-left corners ``(x, y)`` for sprites of ``shapes`` (h, w); ``fixed[k]`` an (x, y) or None.
-
-        Without overlap, objects go in one at a time (biggest first), each at a position drawn
-        uniformly among all positions that keep ``min_gap`` pixels from those already placed.
-        """
-        for h, w in shapes:
-            if h > self.h or w > self.w:
-                raise ValueError(f"an object of {h}x{w}px does not fit on a {self.h}x{self.w} canvas")
-        for (h, w), xy in zip(shapes, fixed):
-            if xy is not None and not (0 <= xy[0] <= self.w - w and 0 <= xy[1] <= self.h - h):
-                raise ValueError(f"position {xy} puts a {h}x{w} object outside the {self.h}x{self.w} canvas")
-        fixed_boxes = [(xy[0], xy[1], xy[0] + w, xy[1] + h) for (h, w), xy in zip(shapes, fixed) if xy is not None]
-        if not self.allow_overlap and not _disjoint(fixed_boxes, self.min_gap):
-            raise ValueError(f"the fixed positions {fixed} make objects overlap and allow_overlap is False")
-        free_ks = sorted(
-            (k for k in range(len(shapes)) if fixed[k] is None), key=lambda k: -shapes[k][0] * shapes[k][1]
-        )
-        g = self.min_gap
-        for _ in range(self.max_tries):
-            corners: list = list(fixed)
-            placed = list(fixed_boxes)
-            for k in free_ks:
-                h, w = shapes[k]
-                ok = np.ones((self.h - h + 1, self.w - w + 1), bool)  # allowed top-left corners
-                if not self.allow_overlap:
-                    for x1, y1, x2, y2 in placed:
-                        ok[max(0, y1 - h - g + 1) : max(0, y2 + g), max(0, x1 - w - g + 1) : max(0, x2 + g)] = False
-                ys, xs = np.nonzero(ok)
-                if len(ys) == 0:
-                    break
-                j = rng.integers(len(ys))
-                corners[k] = (int(xs[j]), int(ys[j]))
-                placed.append((corners[k][0], corners[k][1], corners[k][0] + w, corners[k][1] + h))
-            else:
-                return corners
-        area = sum(h * w for h, w in shapes)
-        raise ValueError(
-            f"could not place {len(shapes)} objects ({area} px of boxes) on a {self.h}x{self.w} canvas without "
-            f"overlap in {self.max_tries} tries; use fewer or smaller objects, a bigger canvas, or allow_overlap=True"
-        )
-
     # ------------------------------------------------------------------ public
     def compose(
         self, specs: Sequence[Sequence[ObjectSpec]], seed: int = 0, backgrounds: Sequence[str] | None = None
@@ -290,7 +162,8 @@ class SceneComposer:
             for _ in range(self.max_tries):
                 img = self._background(bg, rng)
                 sprites = [self._sprite(s, rng) for s in scene]
-                corners = self._place([m.shape for _, m, _, _ in sprites], [s.xy for s in scene], rng)
+                shapes, fixed = [m.shape for _, m, _, _ in sprites], [s.xy for s in scene]
+                corners = place(shapes, fixed, rng, (self.h, self.w), self.allow_overlap, self.min_gap, self.max_tries)
                 ins = inst[i]
                 ins[:] = 0
                 for k, ((rgb, mask, lab, col), (x, y)) in enumerate(zip(sprites, corners)):
@@ -371,12 +244,3 @@ class SceneComposer:
                 [ObjectSpec(label=combos[j][0], colour=combos[j][1] if combos[j][1] >= 0 else None) for j in picks]
             )
         return self.compose(specs, seed=int(rng.integers(2**31)))
-
-
-def _disjoint(boxes: list[tuple[int, int, int, int]], gap: int) -> bool:
-    for a in range(len(boxes)):
-        for b in range(a + 1, len(boxes)):
-            p, q = boxes[a], boxes[b]
-            if p[0] < q[2] + gap and q[0] < p[2] + gap and p[1] < q[3] + gap and q[1] < p[3] + gap:
-                return False
-    return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .composer import Scenes
+from .spec import Scenes
 
 
 def object_phrase(scenes: Scenes, i: int, k: int, article: str = "a", colour: bool = True) -> str:

@@ -1,11 +1,12 @@
-"""The drawing kit of the book's architecture diagrams: one palette, boxes, tokens, arrows, grids."""
+"""The drawing kit of the book's architecture diagrams (chapters 4, 6, 8, 10 to 13, 15): one palette,
+labels, boxes, tokens, arrows, grids."""
 
 from __future__ import annotations
 
 import functools
 import io
 import math
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # matplotlib is needed only to draw the diagrams
     import matplotlib.axes
@@ -72,6 +73,28 @@ def _canvas(width: float, height: float) -> tuple[matplotlib.figure.Figure, matp
     return fig, ax
 
 
+def _label(
+    ax: matplotlib.axes.Axes,
+    x: float,
+    y: float,
+    text: str,
+    size: float = FONT,
+    ha: str = "center",
+    va: str = "center",
+    color: str | None = None,
+    bold: bool = False,
+    **kw: Any,
+) -> None:
+    """Text at ``(x, y)``, centred there unless ``ha``/``va`` say otherwise; black unless ``color``
+    says otherwise (``PALETTE["muted"]`` for side notes). ``kw`` go to ``ax.text`` (``rotation``)."""
+    ax.text(x, y, text, ha=ha, va=va, fontsize=size, color=color, fontweight="bold" if bold else "normal", **kw)
+
+
+def _note(ax: matplotlib.axes.Axes, x: float, y: float, text: str, size: float = FONT - 1, **kw: Any) -> None:
+    """A side note: ``_label`` in the muted grey, one point smaller unless ``size`` says otherwise."""
+    _label(ax, x, y, text, size, color=PALETTE["muted"], **kw)
+
+
 def _box(
     ax: matplotlib.axes.Axes,
     cx: float,
@@ -103,9 +126,7 @@ def _box(
         )
     )
     if text:
-        ax.text(
-            cx, cy, text, ha="center", va="center", fontsize=fontsize, zorder=3, fontweight="bold" if bold else "normal"
-        )
+        _label(ax, cx, cy, text, fontsize, bold=bold)
 
 
 def _token(
@@ -129,7 +150,7 @@ def _token(
         )
     )
     if text:
-        ax.text(cx, cy, text, ha="center", va="center", fontsize=fontsize, zorder=3)
+        _label(ax, cx, cy, text, fontsize)
 
 
 def _arrow(
@@ -159,16 +180,7 @@ def _arrow(
     )
     if text:
         (x0, y0), (x1, y1) = points[text_at], points[text_at + 1]
-        ax.text(
-            (x0 + x1) / 2 + text_offset[0],
-            (y0 + y1) / 2 + text_offset[1],
-            text,
-            ha=ha,
-            va="center",
-            fontsize=fontsize,
-            color=color,
-            zorder=3,
-        )
+        _label(ax, (x0 + x1) / 2 + text_offset[0], (y0 + y1) / 2 + text_offset[1], text, fontsize, ha=ha, color=color)
 
 
 def _adder(ax: matplotlib.axes.Axes, cx: float, cy: float, r: float = 0.15) -> None:
@@ -201,15 +213,8 @@ def _grid(
         fill = fills[i] if fills is not None else PALETTE["patch"]
         ax.add_patch(Rectangle((x, y), cell, cell, facecolor=fill, edgecolor=edge, lw=lw, zorder=2))
         if labels is not None and labels[i]:
-            ax.text(
-                x + cell / 2,
-                y + cell / 2,
-                labels[i],
-                ha="center",
-                va="center",
-                fontsize=fontsize,
-                zorder=3,
-                color="white" if fill == PALETTE["mask"] else "black",
+            _label(
+                ax, x + cell / 2, y + cell / 2, labels[i], fontsize, color="white" if fill == PALETTE["mask"] else None
             )
 
 
@@ -224,17 +229,6 @@ def _image_fills(n: int, seed: int = 0) -> list[str]:
         v = 0.15 + 0.7 * (0.5 + 0.5 * math.sin(0.9 * r + 0.6 * c + seed))
         out.append(matplotlib.colors.to_hex(cmap(v)))
     return out
-
-
-class _BlockPanel(TypedDict):
-    """One panel of :func:`draw_encoder_block`."""
-
-    cx: float
-    title: str
-    eqs: str
-    column: list[tuple[str, str, float]]
-    skips: list[tuple[float, float]]
-    note: str
 
 
 def _token_row(
@@ -252,7 +246,7 @@ def _token_row(
     x = x0 + size / 2
     for label, fill in zip(labels, fills, strict=True):
         if label == "...":
-            ax.text(x, y, r"$\cdots$", ha="center", va="center", fontsize=FONT + 1)
+            _label(ax, x, y, r"$\cdots$", FONT + 1)
         else:
             _token(ax, x, y, size, label, fill=fill, fontsize=fontsize)
         xs.append(x)

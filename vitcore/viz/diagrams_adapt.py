@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # matplotlib is needed only to draw the diagrams
     import matplotlib.axes
     import matplotlib.figure
-from ._drawing import FONT, PALETTE, _adder, _arrow, _box, _canvas, _grid, _image_fills, _token_row
+from ._drawing import FONT, PALETTE, _adder, _arrow, _box, _canvas, _grid, _image_fills, _label, _note, _token_row
 
 
 def draw_lora(d_in: int = 384, d_out: int = 1152, r: int = 8) -> matplotlib.figure.Figure:
@@ -18,22 +18,13 @@ def draw_lora(d_in: int = 384, d_out: int = 1152, r: int = 8) -> matplotlib.figu
 
     fig, ax = _canvas(7.6, 5.6)
     wx, lx = 2.0, 5.2  # centres of the frozen and the low-rank branch
-    ax.text(
-        3.6, 0.3, r"input $x \in \mathbb{R}^{d_{in}}$" f", $d_{{in}}$ = {d_in}", ha="center", va="center", fontsize=FONT
-    )
+    _label(ax, 3.6, 0.3, r"input $x \in \mathbb{R}^{d_{in}}$" f", $d_{{in}}$ = {d_in}")
     _arrow(ax, (3.6, 0.5), (3.6, 0.75), (wx, 0.75), (wx, 1.35))
     _arrow(ax, (3.6, 0.75), (lx, 0.75), (lx, 1.2))
     # the frozen weight
     _box(ax, wx, 2.55, 2.2, 2.3, "", fill=PALETTE["frozen"])
-    ax.text(wx, 2.85, r"$W$", ha="center", va="center", fontsize=FONT + 6)
-    ax.text(
-        wx,
-        2.25,
-        f"frozen\n$d_{{out}} \\times d_{{in}}$ = {d_out} × {d_in}\n{d_out * d_in:,} weights",
-        ha="center",
-        va="center",
-        fontsize=FONT - 1,
-    )
+    _label(ax, wx, 2.85, r"$W$", FONT + 6)
+    _label(ax, wx, 2.25, f"frozen\n$d_{{out}} \\times d_{{in}}$ = {d_out} × {d_in}\n{d_out * d_in:,} weights", FONT - 1)
     # the low-rank path: A narrows d_in to r, B widens r to d_out
     wide, narrow = 1.5, 0.3
     ax.add_patch(
@@ -59,37 +50,35 @@ def draw_lora(d_in: int = 384, d_out: int = 1152, r: int = 8) -> matplotlib.figu
             zorder=2,
         )
     )
-    ax.text(lx, 1.5, r"$A$", ha="center", va="center", fontsize=FONT + 3, zorder=3)
-    ax.text(lx, 3.05, r"$B$", ha="center", va="center", fontsize=FONT + 3, zorder=3)
+    _label(ax, lx, 1.5, r"$A$", FONT + 3)
+    _label(ax, lx, 3.05, r"$B$", FONT + 3)
     ax.plot([lx, lx], [2.1, 2.45], color=PALETTE["edge"], lw=1.0)
-    ax.text(lx + 0.25, 2.27, f"r = {r}", ha="left", va="center", fontsize=FONT - 1)
-    ax.text(lx + 0.85, 1.55, "$A$: $r \\times d_{in}$\nrandom init", ha="left", va="center", fontsize=FONT - 1)
-    ax.text(lx + 1.05, 3.0, "$B$: $d_{out} \\times r$\nzeros at the start", ha="left", va="center", fontsize=FONT - 1)
-    ax.text(lx + 0.25, 3.65, r"$\times\ \alpha / r$", ha="left", va="center", fontsize=FONT)
+    _label(ax, lx + 0.25, 2.27, f"r = {r}", FONT - 1, ha="left")
+    _label(ax, lx + 0.85, 1.55, "$A$: $r \\times d_{in}$\nrandom init", FONT - 1, ha="left")
+    _label(ax, lx + 1.05, 3.0, "$B$: $d_{out} \\times r$\nzeros at the start", FONT - 1, ha="left")
+    _label(ax, lx + 0.25, 3.65, r"$\times\ \alpha / r$", ha="left")
     # the sum
     _adder(ax, 3.6, 4.3)
     _arrow(ax, (wx, 3.7), (wx, 4.3), (3.45, 4.3))
     _arrow(ax, (lx, 3.35), (lx, 4.3), (3.75, 4.3))
     _arrow(ax, (3.6, 4.45), (3.6, 4.85))
-    ax.text(3.6, 5.05, r"$h = W x + \frac{\alpha}{r}\, B A x$", ha="center", va="center", fontsize=FONT + 2)
+    _label(ax, 3.6, 5.05, r"$h = W x + \frac{\alpha}{r}\, B A x$", FONT + 2)
     n_lora = r * (d_in + d_out)
-    ax.text(
+    _label(
+        ax,
         3.6,
         5.45,
         f"trainable: $r (d_{{in}} + d_{{out}})$ = {n_lora:,} parameters, {n_lora / (d_in * d_out):.1%} of $W$",
-        ha="center",
-        va="center",
-        fontsize=FONT - 0.5,
+        FONT - 0.5,
         color=PALETTE["edge"],
     )
-    ax.text(
+    _note(
+        ax,
         7.5,
         0.3,
         r"after training: $W \leftarrow W + \frac{\alpha}{r} B A$" "\n(merged, no extra cost)",
+        FONT - 1.5,
         ha="right",
-        va="center",
-        fontsize=FONT - 1.5,
-        color=PALETTE["muted"],
     )
     return fig
 
@@ -120,14 +109,14 @@ def draw_vlm_sequence(
         x = x0_txt + width / 2 + k * (width + 0.08)
         _box(ax, x, 3.3, width, size, w, fill=PALETTE["text"], fontsize=FONT - 1)
         xs_txt.append(x)
-    ax.text(xs_img[0] - size / 2 - 0.15, 3.3, "input", ha="right", va="center", fontsize=FONT, fontweight="bold")
+    _label(ax, xs_img[0] - size / 2 - 0.15, 3.3, "input", ha="right", bold=True)
     # under the image tokens: connector, frozen ViT, the image
     ci = (xs_img[0] + xs_img[-1]) / 2
     wi = xs_img[-1] - xs_img[0] + size + 0.2
     _box(ax, ci, 2.3, wi, 0.55, "connector: MLP on each token alone", fill=PALETTE["mlp"], fontsize=FONT - 1)
     _box(ax, ci, 1.45, wi, 0.55, "ViT (frozen): patch tokens of block k", fill=PALETTE["frozen"], fontsize=FONT - 1)
     _grid(ax, ci - 0.3, 0.15, 4, 0.15, fills=_image_fills(4, seed=1))
-    ax.text(ci + 0.45, 0.45, f"image: {n_image} patches", ha="left", va="center", fontsize=FONT - 1)
+    _label(ax, ci + 0.45, 0.45, f"image: {n_image} patches", FONT - 1, ha="left")
     _arrow(ax, (ci, 0.78), (ci, 1.17))
     _arrow(ax, (ci, 1.73), (ci, 2.02))
     _arrow(ax, (ci, 2.58), (ci, 3.3 - size / 2))
@@ -135,14 +124,7 @@ def draw_vlm_sequence(
     ct = (xs_txt[0] + xs_txt[-1]) / 2
     wt = xs_txt[-1] - xs_txt[0] + width + 0.2
     _box(ax, ct, 2.3, wt, 0.55, "word embedding (token ids → vectors)", fill=PALETTE["linear"], fontsize=FONT - 1)
-    ax.text(
-        ct,
-        1.45,
-        f"question: \u201c{question}\u201d, answer: \u201c{answer}\u201d",
-        ha="center",
-        va="center",
-        fontsize=FONT - 1,
-    )
+    _label(ax, ct, 1.45, f"question: \u201c{question}\u201d, answer: \u201c{answer}\u201d", FONT - 1)
     _arrow(ax, (ct, 1.68), (ct, 2.02))
     _arrow(ax, (ct, 2.58), (ct, 3.3 - size / 2))
     # the language model over the whole sequence
@@ -176,41 +158,14 @@ def draw_vlm_sequence(
             fontsize=FONT - 1,
             edge=PALETTE["edge"] if scored else PALETTE["muted"],
         )
-        ax.text(
-            x,
-            5.85,
-            "1" if scored else "0",
-            ha="center",
-            va="center",
-            fontsize=FONT,
-            fontweight="bold" if scored else "normal",
-            color="#dc2626" if scored else PALETTE["muted"],
-        )
-    ax.text(
-        xs_txt[0] - width / 2 - 0.15,
-        5.3,
-        "target (next token)",
-        ha="right",
-        va="center",
-        fontsize=FONT,
-        fontweight="bold",
-    )
-    ax.text(xs_txt[0] - width / 2 - 0.15, 5.85, "loss mask", ha="right", va="center", fontsize=FONT, fontweight="bold")
-    ax.text(
-        ci,
-        5.0,
-        "image positions:\nno target, no loss",
-        ha="center",
-        va="center",
-        fontsize=FONT - 1,
-        color=PALETTE["muted"],
-    )
-    ax.text(
+        _label(ax, x, 5.85, "1" if scored else "0", color="#dc2626" if scored else PALETTE["muted"], bold=scored)
+    _label(ax, xs_txt[0] - width / 2 - 0.15, 5.3, "target (next token)", ha="right", bold=True)
+    _label(ax, xs_txt[0] - width / 2 - 0.15, 5.85, "loss mask", ha="right", bold=True)
+    _note(ax, ci, 5.0, "image positions:\nno target, no loss")
+    _label(
+        ax,
         (left + right) / 2,
         6.45,
         "cross-entropy on the answer's tokens only (mask 1); the question is context, not a target",
-        ha="center",
-        va="center",
-        fontsize=FONT,
     )
     return fig

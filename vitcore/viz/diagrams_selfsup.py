@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # matplotlib is needed only to draw the diagrams
     import matplotlib.axes
     import matplotlib.figure
-from ._drawing import FONT, PALETTE, _arrow, _box, _canvas, _grid, _image_fills, _token
+from ._drawing import FONT, PALETTE, _arrow, _box, _canvas, _grid, _image_fills, _label, _note, _token
 
 
 def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotlib.figure.Figure:
@@ -28,17 +28,8 @@ def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotl
     # 1. the input: every patch, most of them masked
     masked = [image[i] if i in visible else PALETTE["mask"] for i in range(n)]
     _grid(ax, 0.3, y0, grid, cell, fills=masked)
-    ax.text(
-        0.3 + side / 2, y0 + side + 0.3, "input patches", ha="center", va="bottom", fontsize=FONT, fontweight="bold"
-    )
-    ax.text(
-        0.3 + side / 2,
-        y0 - 0.3,
-        f"{mask_ratio:.0%} masked at random\n(dark: hidden)",
-        ha="center",
-        va="top",
-        fontsize=FONT - 1,
-    )
+    _label(ax, 0.3 + side / 2, y0 + side + 0.3, "input patches", va="bottom", bold=True)
+    _label(ax, 0.3 + side / 2, y0 - 0.3, f"{mask_ratio:.0%} masked at random\n(dark: hidden)", FONT - 1, va="top")
     # 2. only the visible patches (and CLS) enter the encoder
     tok = 0.4
     xv = 2.75
@@ -47,7 +38,7 @@ def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotl
     for y, i in zip(ys[1:], visible):
         _token(ax, xv, y, tok, fill=image[i])
     _arrow(ax, (0.3 + side + 0.1, mid), (xv - tok / 2 - 0.1, mid))
-    ax.text(xv, ys[-1] - 0.45, f"{keep} visible\n+ CLS", ha="center", va="top", fontsize=FONT - 1)
+    _label(ax, xv, ys[-1] - 0.45, f"{keep} visible\n+ CLS", FONT - 1, va="top")
     _box(
         ax,
         4.15,
@@ -71,27 +62,19 @@ def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotl
             fill=PALETTE["cls"] if k == 0 else PALETTE["latent"],
             fontsize=FONT - 2,
         )
-    ax.text(xl, ys[-1] - 0.45, "latent\ntokens", ha="center", va="top", fontsize=FONT - 1)
+    _label(ax, xl, ys[-1] - 0.45, "latent\ntokens", FONT - 1, va="top")
     x_full = 6.55
     fills = [PALETTE["latent"] if i in visible else "white" for i in range(n)]
     _grid(ax, x_full, y0, grid, cell, fills=fills, labels=["" if i in visible else "M" for i in range(n)])
     _arrow(ax, (xl + tok / 2 + 0.05, mid), (x_full - 0.1, mid))
-    ax.text(
-        x_full + side / 2,
-        y0 + side + 0.3,
-        "unshuffle, add\nmask tokens",
-        ha="center",
-        va="bottom",
-        fontsize=FONT,
-        fontweight="bold",
-    )
-    ax.text(
+    _label(ax, x_full + side / 2, y0 + side + 0.3, "unshuffle, add\nmask tokens", va="bottom", bold=True)
+    _label(
+        ax,
         x_full + side / 2,
         y0 - 0.3,
         "M: one shared learned\nvector; + positions;\nCLS passes through",
-        ha="center",
+        FONT - 1,
         va="top",
-        fontsize=FONT - 1,
     )
     # 4. the light decoder predicts pixels for every patch
     _box(ax, 9.0, mid, 1.4, 2.6, "decoder\n\nsmall,\nall tokens,\npredicts\npixels", fill=PALETTE["mlp"])
@@ -115,9 +98,7 @@ def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotl
                     zorder=4,
                 )
             )
-    ax.text(
-        x_out + side / 2, y0 + side + 0.3, "reconstruction", ha="center", va="bottom", fontsize=FONT, fontweight="bold"
-    )
+    _label(ax, x_out + side / 2, y0 + side + 0.3, "reconstruction", va="bottom", bold=True)
     _box(
         ax,
         x_out + side / 2,
@@ -129,15 +110,7 @@ def draw_mae(grid: int = 4, mask_ratio: float = 0.75, seed: int = 0) -> matplotl
         fontsize=FONT - 1,
     )
     _arrow(ax, (x_out + side / 2, y0 - 0.05), (x_out + side / 2, 0.78))
-    ax.text(
-        6.2,
-        4.05,
-        "after pre-training the decoder is thrown away; the encoder is the product",
-        ha="center",
-        va="center",
-        fontsize=FONT - 1,
-        color=PALETTE["muted"],
-    )
+    _note(ax, 6.2, 4.05, "after pre-training the decoder is thrown away; the encoder is the product")
     return fig
 
 
@@ -149,7 +122,7 @@ def draw_dino(n_local: int = 4) -> matplotlib.figure.Figure:
     sx, tx = 2.6, 7.4  # the student's and the teacher's columns
     # the image and its crops
     _grid(ax, 4.62, 0.3, 3, 0.25, fills=_image_fills(3, seed=2))
-    ax.text(5.0, 0.15, "image x", ha="center", va="center", fontsize=FONT - 1)
+    _label(ax, 5.0, 0.15, "image x", FONT - 1)
     big, small = 0.5, 0.3
     g_fill, l_fill = _image_fills(3, seed=2)[4], _image_fills(3, seed=2)[1]
     student_views = [(big, g_fill)] * 2 + [(small, l_fill)] * n_local
@@ -159,10 +132,8 @@ def draw_dino(n_local: int = 4) -> matplotlib.figure.Figure:
         x += s + 0.12
     for k in range(2):
         _token(ax, tx - 0.31 + k * 0.62, 1.75, big, fill=g_fill)
-    ax.text(
-        sx, 1.2, f"2 global crops (224 px) + {n_local} local crops (96 px)", ha="center", va="center", fontsize=FONT - 1
-    )
-    ax.text(tx, 1.2, "the 2 global crops only", ha="center", va="center", fontsize=FONT - 1)
+    _label(ax, sx, 1.2, f"2 global crops (224 px) + {n_local} local crops (96 px)", FONT - 1)
+    _label(ax, tx, 1.2, "the 2 global crops only", FONT - 1)
     _arrow(ax, (4.55, 0.55), (sx + 0.6, 1.05), text="multi-crop", text_at=0, text_offset=(0.0, 0.15), ha="center")
     _arrow(ax, (5.45, 0.55), (tx - 0.6, 1.05))
     # the two networks
@@ -171,14 +142,13 @@ def draw_dino(n_local: int = 4) -> matplotlib.figure.Figure:
     _arrow(ax, (sx, 2.05), (sx, 2.47))
     _arrow(ax, (tx, 2.05), (tx, 2.47))
     _arrow(ax, (sx + 1.3, 2.85), (tx - 1.3, 2.85), dashed=True, color=PALETTE["path"])
-    ax.text(5.0, 3.2, "EMA of the weights", ha="center", va="center", fontsize=FONT - 1, color=PALETTE["path"])
-    ax.text(
+    _label(ax, 5.0, 3.2, "EMA of the weights", FONT - 1, color=PALETTE["path"])
+    _label(
+        ax,
         5.0,
         2.5,
         r"$\theta_t \leftarrow \lambda\,\theta_t + (1-\lambda)\,\theta_s$",
-        ha="center",
-        va="center",
-        fontsize=FONT - 1,
+        FONT - 1,
         color=PALETTE["path"],
     )
     # the heads' outputs turned into distributions
@@ -198,14 +168,13 @@ def draw_dino(n_local: int = 4) -> matplotlib.figure.Figure:
     )
     _arrow(ax, (tx, 3.23), (tx, 3.6))
     _arrow(ax, (tx, 4.1), (tx, 4.45))
-    ax.text(
+    _note(
+        ax,
         tx + 1.4,
         3.85,
         r"$c \leftarrow m\,c + (1-m)\,$" "\nbatch mean of the\nteacher's outputs",
+        FONT - 1.5,
         ha="left",
-        va="center",
-        fontsize=FONT - 1.5,
-        color=PALETTE["muted"],
     )
     # the loss
     _box(
@@ -221,13 +190,5 @@ def draw_dino(n_local: int = 4) -> matplotlib.figure.Figure:
     )
     _arrow(ax, (sx, 4.85), (sx, 5.67))
     _arrow(ax, (tx, 5.05), (tx, 5.67), color=PALETTE["muted"], text="stop-gradient", text_at=0, text_offset=(0.1, 0.0))
-    ax.text(
-        sx + 0.1,
-        5.26,
-        "gradients flow\nonly into the student",
-        ha="left",
-        va="center",
-        fontsize=FONT - 1.5,
-        color=PALETTE["muted"],
-    )
+    _note(ax, sx + 0.1, 5.26, "gradients flow\nonly into the student", FONT - 1.5, ha="left")
     return fig
