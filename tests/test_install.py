@@ -27,6 +27,7 @@ def requirements(path: Path) -> list[Requirement]:
 
 LOCK = requirements(ROOT / "requirements.txt")
 INPUT = requirements(ROOT / "requirements.in")
+PYPROJECT_TOOL = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
@@ -122,11 +123,13 @@ def test_every_import_in_vitcore_is_declared():
         declared |= {canonicalize_name(Requirement(s).name) for s in group}
     dists = importlib.metadata.packages_distributions()
     undeclared: dict[str, list[str]] = {}  # module -> the vitcore files importing it
-    for path in sorted((ROOT / "vitcore").glob("*.py")):
+    files = sorted((ROOT / "vitcore").rglob("*.py"))
+    assert ROOT / "vitcore" / "zoo" / "store.py" in files  # subpackages are read too
+    for path in files:
         for module in _third_party_imports(path):
             names = {canonicalize_name(d) for d in dists.get(module, [module])}
             if not names & declared:
-                undeclared.setdefault(module, []).append(path.name)
+                undeclared.setdefault(module, []).append(str(path.relative_to(ROOT)))
     assert not undeclared, f"imported by vitcore but not in pyproject.toml: {undeclared}"
 
 
@@ -143,3 +146,11 @@ def test_the_readme_states_the_platforms(word):
 def test_lock_check_names_the_minimum_macos_the_readme_states():
     text = (ROOT / "tests" / "check_lock.py").read_text()
     assert re.search(r'MIN_MACOS = "14\.0"', text) and "macOS 14" in (ROOT / "README.md").read_text()
+
+
+def test_every_subpackage_is_listed_for_setuptools():
+    """A subpackage missing from ``[tool.setuptools] packages`` is left out of a non-editable install."""
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vitcore").rglob("__init__.py")} | {
+        "vitcore.checkpoints"
+    }
+    assert set(PYPROJECT_TOOL["setuptools"]["packages"]) == found
