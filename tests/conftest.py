@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-# Tests run on the CPU with two threads, as in CI; outputs must not depend on the machine.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tests run on the CPU with two threads, as in CI, or one per worker where pytest-xdist runs
+# workers side by side (.ci/test: -n 2); outputs must not depend on the machine.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1))
 
 
 # Test files whose outcome cannot depend on how the CPU rounds floating point: files, text,
