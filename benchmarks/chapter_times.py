@@ -2,10 +2,11 @@
 
     python benchmarks/chapter_times.py [_build/.jupyter_cache]   # a markdown table on stdout
 
-The book build (``jupyter-book build .``) executes every notebook once and records, in the
-jupyter-cache database, how long each one ran. This prints them as the table the README shows, with
-the machine they ran on; the budget is 3 minutes per chapter and 15 minutes for the whole book on
-2 CPU cores.
+The book build (``.ci/execute_notebooks.py``, then ``jupyter-book build .``) executes every notebook
+once and records, in the jupyter-cache database, how long each one ran and when it finished. This
+prints them as the table the README shows, with the machine they ran on; the budget is 3 minutes per
+chapter and 15 minutes for the whole book on 2 CPU cores. Chapters run two at a time, so the whole
+book's time is the wall clock from the first start to the last finish, not the sum.
 """
 
 from __future__ import annotations
@@ -21,6 +22,17 @@ BUDGET_BOOK_S = 900
 
 def chapter_times(cache: str | Path) -> dict[str, float]:
     """Notebook file name -> execution seconds, for every notebook in the cache."""
+    return {name: seconds for name, (seconds, _) in _records(cache).items()}
+
+
+def wall_seconds(cache: str | Path) -> float:
+    """Seconds from the first notebook's start to the last one's finish (one build's cache)."""
+    runs = _records(cache).values()
+    return max(end for _, end in runs) - min(end - seconds for seconds, end in runs)
+
+
+def _records(cache: str | Path) -> dict[str, tuple[float, float]]:
+    """Notebook file name -> (execution seconds, finish time as a Unix timestamp)."""
     from jupyter_cache import get_cache
 
     if not Path(cache).is_dir():
@@ -29,25 +41,27 @@ def chapter_times(cache: str | Path) -> dict[str, float]:
     for record in get_cache(str(cache)).list_cache_records():
         seconds = (record.data or {}).get("execution_seconds")
         if seconds is not None:
-            times[Path(record.uri).name] = float(seconds)
+            times[Path(record.uri).name] = (float(seconds), record.created.timestamp())
     return dict(sorted(times.items()))
 
 
-def table(times: dict[str, float]) -> str:
+def table(times: dict[str, float], wall: float | None = None) -> str:
+    """The markdown table; ``wall``: the whole book's wall clock (default: the sum, as when the
+    chapters ran one after the other)."""
     rows = ["| chapter | seconds | within 3 min |", "|---|---:|:-:|"]
     for name, s in times.items():
         rows.append(f"| {name} | {s:.0f} | {'yes' if s <= BUDGET_CHAPTER_S else '**no**'} |")
-    total = sum(times.values())
-    rows.append(f"| **all** | **{total:.0f}** | {'yes' if total <= BUDGET_BOOK_S else '**no**'} (15 min) |")
+    total = sum(times.values()) if wall is None else wall
+    label = "all" if wall is None else "all, wall clock"
+    rows.append(f"| **{label}** | **{total:.0f}** | {'yes' if total <= BUDGET_BOOK_S else '**no**'} (15 min) |")
     return "\n".join(rows)
 
 
 def main(argv: list[str]) -> int:
     cache = argv[1] if len(argv) > 1 else "_build/.jupyter_cache"
     times = chapter_times(cache)
-    print(f"Measured by the book build on {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPU cores:\n")
-    print(table(times))
+    print(f"Measured by the book build on {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores:\n")
+    print(table(times, wall_seconds(cache)))
     return 0 if all(s <= BUDGET_CHAPTER_S for s in times.values()) else 1
 
 

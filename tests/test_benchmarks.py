@@ -84,3 +84,33 @@ def test_cpu_peak_memory_sees_a_large_allocation():
         assert 60 <= peak <= 200
     else:
         assert peak is None
+
+
+def test_chapter_times_reads_seconds_and_the_wall_clock_from_the_cache(tmp_path):
+    """Two chapters cached a second apart, the second one short enough to have run beside the
+    first: each keeps its own seconds; the book's time is the wall clock from the first start to
+    the last finish, not the sum."""
+    import time
+
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    ct = load_benchmark_script("chapter_times")
+    cache = get_cache(str(tmp_path / "cache"))
+    for name, seconds, code in (("a.ipynb", 30.0, "1 + 1"), ("b.ipynb", 5.0, "2 + 2")):
+        path = tmp_path / name
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+        nbformat.write(nb, path)
+        record = cache.add_nb_to_project(str(path))
+        cache.cache_notebook_bundle(
+            CacheBundleIn(nb, record.uri, data={"execution_seconds": seconds}), check_validity=False, overwrite=True
+        )
+        time.sleep(1.0)
+    assert ct.chapter_times(tmp_path / "cache") == {"a.ipynb": 30.0, "b.ipynb": 5.0}
+    wall = ct.wall_seconds(tmp_path / "cache")
+    assert 30.0 < wall < 35.0  # a's 30 s and the second or two until b finished; the sum is 35
+    table = ct.table(ct.chapter_times(tmp_path / "cache"), wall)
+    assert "| a.ipynb | 30 | yes |" in table and f"| **all, wall clock** | **{wall:.0f}** | yes" in table
+    with pytest.raises(FileNotFoundError, match="build the book first"):
+        ct.chapter_times(tmp_path / "nothing")
