@@ -8,17 +8,13 @@ import time
 from collections.abc import Callable, Iterable, Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..device import autocast, get_device
-
-if TYPE_CHECKING:
-    pass
-
 from .distributed import (
     _check_same_start,
     _Dispatch,

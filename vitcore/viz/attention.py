@@ -7,13 +7,8 @@ so it cannot return it. :meth:`vitcore.vit.VisionTransformer.forward_with_attent
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
-
-if TYPE_CHECKING:  # matplotlib is needed only to draw the diagrams
-    pass
 
 from ..vit import VisionTransformer
 
