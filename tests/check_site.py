@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import cast
 from urllib.parse import unquote, urldefrag, urlparse
 
-from bs4 import BeautifulSoup
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -109,18 +110,35 @@ def pages(root: Path) -> list[Path]:
     )
 
 
-def anchors_of(path: Path, cache: dict[Path, set[str]]) -> set[str]:
+class _PageLinks(HTMLParser):
+    """One pass over a page's HTML, no tree: its element ids and its links (href, classes)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.ids: set[str] = set()
+        self.links: list[tuple[str, list[str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("id") is not None:
+            self.ids.add(cast(str, a["id"]))
+        if tag == "a" and a.get("href") is not None:
+            self.links.append((cast(str, a["href"]), (a.get("class") or "").split()))
+
+
+def parse_page(path: Path, cache: dict[Path, _PageLinks]) -> _PageLinks:
     if path not in cache:
-        soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
-        cache[path] = {cast(str, t["id"]) for t in soup.find_all(id=True)}  # id: single-valued, a str
+        parsed = _PageLinks()
+        parsed.feed(path.read_text(encoding="utf-8"))
+        parsed.close()
+        cache[path] = parsed
     return cache[path]
 
 
-def check_links(page: Path, root: Path, cache: dict[Path, set[str]]) -> list[str]:
+def check_links(page: Path, root: Path, cache: dict[Path, _PageLinks]) -> list[str]:
+    """Every local link of ``page`` leads to a file, and every #fragment to an id in it."""
     problems = []
-    soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
-    for a in soup.find_all("a", href=True):
-        href = cast(str, a["href"])  # href: single-valued, a str
+    for href, classes in parse_page(page, cache).links:
         if urlparse(href).scheme in ("http", "https", "mailto", "javascript"):
             continue
         target, frag = urldefrag(href)
@@ -128,11 +146,11 @@ def check_links(page: Path, root: Path, cache: dict[Path, set[str]]) -> list[str
         if not dest.exists():
             hint = (
                 " (language switch: build the other edition, bash .ci/build_zh.sh)"
-                if "bilingual-switch" in a.get_attribute_list("class")
+                if "bilingual-switch" in classes
                 else ""
             )
             problems.append(f"broken link {href!r}{hint}")
-        elif frag and dest.suffix == ".html" and frag not in anchors_of(dest, cache):
+        elif frag and dest.suffix == ".html" and frag not in parse_page(dest, cache).ids:
             problems.append(f"missing anchor {href!r}")
     return problems
 
@@ -149,7 +167,11 @@ def main(root: Path, translated: set[str] | None = None) -> int:
     shots = root.parent / "screenshots"
     shots.mkdir(exist_ok=True)
     failures: dict[str, list[str]] = {}
-    anchor_cache: dict[Path, set[str]] = {}
+    # The links are checked from the HTML files in a second thread (each page parsed once) while
+    # Chromium renders the pages; this thread mostly waits on Chromium.
+    parsed: dict[Path, _PageLinks] = {}
+    links = ThreadPoolExecutor(max_workers=1)
+    link_problems = {path: links.submit(check_links, path, root, parsed) for path in all_pages}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -175,7 +197,7 @@ def main(root: Path, translated: set[str] | None = None) -> int:
             )
             if "Traceback (most recent call last)" in outputs or page.query_selector(".output.traceback"):
                 problems.append("a cell output shows a Python traceback")
-            problems += check_links(path, root, anchor_cache)
+            problems += link_problems[path].result()
             if bilingual and page.query_selector(SWITCH) is None:
                 problems.append("no link to this page in the other edition (language switch)")
             if rel.startswith(ZH + "/"):
@@ -187,6 +209,7 @@ def main(root: Path, translated: set[str] | None = None) -> int:
             if problems:
                 failures[rel] = problems
         browser.close()
+    links.shutdown()
     for rel, problems in failures.items():
         print(f"\n{rel}:")
         for p in problems[:20]:

@@ -5,6 +5,7 @@ import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torch
 from vitcore import data as fdata
 from vitcore import selfsup, shipped, zoo
 from vitcore.train import evaluate, fit
+from vitcore.zoo.full import main as zoo_main
 
 NAMES = shipped.names()
 
@@ -140,24 +142,30 @@ for _name in zoo.FULL_RECIPES:
 QUICK = sorted(_PATHS.values())
 
 
+def quick_command(name: str, out: Path) -> list[str]:
+    return ["train", name, "--full", "--quick", "--out", str(out), "--device", "cpu"]
+
+
+def test_the_command_line_trains_a_recipe(tmp_path, monkeypatch):
+    """``python -m vitcore.zoo`` in its own interpreter; the recipes below go through the same
+    ``main`` in this process (each interpreter would spend seconds importing torch)."""
+    monkeypatch.setenv("VITCORE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    subprocess.run(
+        [sys.executable, "-m", "vitcore.zoo", *quick_command("fmnist_cnn", out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert json.loads((out / "manifest.json").read_text())["fmnist_cnn"]["command"].endswith("--full --quick")
+    assert shipped.load("fmnist_cnn", device="cpu", folder=out).metrics["test_acc"] > 0.1
+
+
 @pytest.mark.parametrize("name", QUICK)
 def test_full_command_runs_quick(name, tmp_path, monkeypatch):
     monkeypatch.setenv("VITCORE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "vitcore.zoo",
-        "train",
-        name,
-        "--full",
-        "--quick",
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    assert zoo_main(quick_command(name, out)) == 0  # what `python -m vitcore.zoo train NAME --full --quick` runs
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest[name]["command"].endswith("--full --quick")
     trained = shipped.load(name, device="cpu", folder=out)
