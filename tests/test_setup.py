@@ -86,7 +86,7 @@ def test_complete_install_writes_the_stamp_and_a_second_run_installs_nothing(rep
     assert stamp.read_text().strip() == digest
     first = calls(repo)
     assert any("-m pip install -q --no-compile -r requirements.txt" in c for c in first)
-    assert any("-m pip install -q --no-compile --no-deps -e ." in c for c in first)
+    assert any("-m pip install -q --no-compile --no-deps --no-build-isolation -e ." in c for c in first)
     assert first[-3:-1] == ["-m vitcore.assets fetch", "-m vitcore.doctor --quiet"]  # data, then the doctor
     res = setup(repo)
     assert res.returncode == 0 and not any("pip" in c for c in calls(repo))
