@@ -31,8 +31,16 @@ NOT_NUMERICS = {
 }
 
 
+# A test that takes more than SLOW_S seconds on 2 cores (one thread, as under -n 2) is marked
+# ``slow``: ``pytest tests -m "not slow"`` is the quick loop while working (about a minute); the
+# test command runs every test. A run lists the unmarked tests that took longer (no test fails for
+# its time: speed targets live in benchmarks/).
+SLOW_S = 3.0
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "numerics: the result may depend on the CPU's floating-point rounding")
+    config.addinivalue_line("markers", f"slow: takes more than {SLOW_S:.0f} s on 2 CPU cores (deselect: -m 'not slow')")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -55,3 +63,14 @@ def load_benchmark_script(name: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def pytest_terminal_summary(terminalreporter):
+    reports = [r for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])]
+    unmarked = sorted(
+        (r.duration, r.nodeid) for r in reports if r.when == "call" and r.duration > SLOW_S and "slow" not in r.keywords
+    )
+    if unmarked:
+        terminalreporter.write_line(f"[slow] took more than {SLOW_S:.0f} s without @pytest.mark.slow:")
+        for seconds, nodeid in reversed(unmarked):
+            terminalreporter.write_line(f"[slow]   {seconds:5.1f} s  {nodeid}")

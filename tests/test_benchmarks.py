@@ -16,6 +16,7 @@ def load_script():
     return load_benchmark_script("vit_throughput")
 
 
+@pytest.mark.slow
 def test_smoke_run_as_a_script(tmp_path):
     out = tmp_path / "smoke.json"
     proc = subprocess.run(

@@ -3,12 +3,15 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 spec = importlib.util.spec_from_file_location("check_site", Path(__file__).with_name("check_site.py"))
 assert spec is not None and spec.loader is not None  # a .py file has both
 check_site = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check_site)
 
 
+@pytest.mark.slow
 def test_checker_flags_broken_pages_and_passes_clean_ones(tmp_path, capsys):
     site = tmp_path / "html"
     (site / "ch").mkdir(parents=True)
@@ -39,6 +42,7 @@ def _page(body: str, switch: str | None) -> str:
     return f'<html><body>{link}<article id="top">{body}</article></body></html>'
 
 
+@pytest.mark.slow
 def test_checker_covers_the_chinese_edition(tmp_path, capsys):
     site = tmp_path / "html"
     (site / "ch").mkdir(parents=True)

@@ -48,6 +48,7 @@ def test_file_matches_manifest_and_loads_strictly(name):
     assert not trained.model.training
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_test_accuracy_is_remeasured(name):
     trained = shipped.load(name, device="cpu")
@@ -146,6 +147,7 @@ def quick_command(name: str, out: Path) -> list[str]:
     return ["train", name, "--full", "--quick", "--out", str(out), "--device", "cpu"]
 
 
+@pytest.mark.slow
 def test_the_command_line_trains_a_recipe(tmp_path, monkeypatch):
     """``python -m vitcore.zoo`` in its own interpreter; the recipes below go through the same
     ``main`` in this process (each interpreter would spend seconds importing torch)."""
@@ -161,6 +163,7 @@ def test_the_command_line_trains_a_recipe(tmp_path, monkeypatch):
     assert shipped.load("fmnist_cnn", device="cpu", folder=out).metrics["test_acc"] > 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", QUICK)
 def test_full_command_runs_quick(name, tmp_path, monkeypatch):
     monkeypatch.setenv("VITCORE_CACHE", str(tmp_path / "cache"))
@@ -182,6 +185,7 @@ def test_full_command_runs_quick(name, tmp_path, monkeypatch):
     assert not list((tmp_path / "cache" / "zoo-state").glob("*.pt")), "a finished run leaves no state file"
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     images, labels = fdata.load_fashion_mnist("train")
     rec = zoo.recipe("fmnist_vit", full=True)

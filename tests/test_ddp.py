@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from vitcore import VisionTransformer, seed_everything
@@ -143,6 +144,7 @@ def _worker(out_dir: Path) -> None:
     vtrain.cleanup_distributed()
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     env = {
         **os.environ,

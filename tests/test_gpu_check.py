@@ -21,6 +21,7 @@ def load_script():
 gc = load_script()
 
 
+@pytest.mark.slow
 def test_dry_run_writes_summary_json_and_checkpoints(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -130,6 +130,7 @@ def test_patch_dropout_only_when_training():
     assert layer.train()(torch.ones(1, 17, 4)).shape == (1, 9, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     torch.backends.cpu.get_cpu_capability() == "DEFAULT",
     reason="under ATEN_CPU_CAPABILITY=default torch.compile's generated C++ can fail to build "

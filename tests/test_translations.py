@@ -83,6 +83,7 @@ def test_the_list_of_translated_documents_only_grows():
     assert TRANSLATED_AT_LEAST <= set(listed), sorted(TRANSLATED_AT_LEAST - set(listed))
 
 
+@pytest.mark.slow
 def test_every_message_of_a_translated_document_is_translated(pots):
     listed = bilingual.translated_docs(LANG)
     assert set(listed) <= set(pots), f"not in the book: {sorted(set(listed) - set(pots))}"
@@ -94,6 +95,7 @@ def test_every_message_of_a_translated_document_is_translated(pots):
     assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(map(str, problems[:40])) + hint
 
 
+@pytest.mark.slow
 def test_no_catalogue_is_left_for_a_document_that_is_gone(pots):
     catalogues = sorted((LOCALES / LANG / "LC_MESSAGES").rglob("*.po"))
     stale = [
@@ -120,6 +122,7 @@ def _small_book(tmp: Path, doc: str = "book/how_to_use") -> Path:
     return book
 
 
+@pytest.mark.slow
 def test_the_check_fails_when_an_english_paragraph_is_added(tmp_path):
     doc = "book/how_to_use"
     book = _small_book(tmp_path, doc)
@@ -158,6 +161,7 @@ def test_the_check_fails_when_an_english_paragraph_is_added(tmp_path):
     assert po.check(pots, LANG, [doc], locales) == []
 
 
+@pytest.mark.slow
 def test_glued_numbers_show_in_translated_text(tmp_path):
     """A {glue:text} role in a translated paragraph shows the notebook's value, as in English."""
     book = tmp_path / "glue_book"

@@ -125,6 +125,7 @@ def _get_in_process(folder: str, queue) -> None:
     queue.put(got.cached)
 
 
+@pytest.mark.slow
 def test_two_processes_train_once_and_agree(tmp_path):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
