@@ -49,6 +49,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.numerics)
 
 
+@pytest.fixture(scope="session")
+def fmnist_train() -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST's training split (images uint8 (60000, 28, 28), labels), read and verified
+    once per session (per worker): tests must not change it in place."""
+    from vitcore.data import load_fashion_mnist
+
+    return load_fashion_mnist("train")
+
+
+@pytest.fixture(scope="session")
+def fmnist_test() -> tuple[torch.Tensor, torch.Tensor]:
+    """The test split (10,000 images), as ``fmnist_train``."""
+    from vitcore.data import load_fashion_mnist
+
+    return load_fashion_mnist("test")
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -186,8 +186,8 @@ def test_full_command_runs_quick(name, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
-    images, labels = fdata.load_fashion_mnist("train")
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, fmnist_train):
+    images, labels = fmnist_train
     rec = zoo.recipe("fmnist_vit", full=True)
 
     def run(epochs, state):
@@ -224,8 +224,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
         assert torch.equal(a, b), f"{k} differs after resuming"  # same kernels, same order: bit-exact
 
 
-def test_resume_refuses_another_run(tmp_path):
-    images, labels = fdata.load_fashion_mnist("train")
+def test_resume_refuses_another_run(tmp_path, fmnist_train):
+    images, labels = fmnist_train
     model = zoo.build_model(zoo.recipe("fmnist_vit", full=True))
     loader = fdata.TensorLoader(images[:128], labels[:128], 64, drop_last=True)
     fit(model, loader, epochs=1, progress=False, device="cpu", state_path=tmp_path / "s.pt")

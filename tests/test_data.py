@@ -26,8 +26,8 @@ from vitcore.tolerance import is_close
 
 
 @pytest.fixture(scope="module")
-def fmnist():
-    return load_fashion_mnist("train"), load_fashion_mnist("test")
+def fmnist(fmnist_train, fmnist_test):
+    return fmnist_train, fmnist_test
 
 
 def test_shapes_dtypes_and_label_counts(fmnist):
@@ -167,14 +167,14 @@ def local_server(tmp_path):
     server.server_close()
 
 
-def test_download_fallback_from_a_local_server(tmp_path, local_server):
+def test_download_fallback_from_a_local_server(tmp_path, local_server, fmnist_test):
     url, www = local_server
     _copy_data(www)
     target = tmp_path / "downloaded"
     # The first mirror is dead; the loader moves on to the second and verifies every file.
     x, y = load_fashion_mnist("test", data_dir=target, mirrors=["http://127.0.0.1:9/", url])
     assert sorted(p.name for p in target.iterdir()) == sorted(FILES)
-    ref_x, ref_y = load_fashion_mnist("test")
+    ref_x, ref_y = fmnist_test  # read from the installed copy
     assert torch.equal(x, ref_x) and torch.equal(y, ref_y)
 
 

@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from vitcore.boxes import format_box, parse_box, quantize_box
-from vitcore.data import load_fashion_mnist
 from vitcore.grounding import (
     BoxRegressor,
     box_regression_loss,
@@ -19,8 +18,8 @@ from vitcore.vlm import GroundingTokenizer
 
 
 @pytest.fixture(scope="module")
-def data():
-    x, y = load_fashion_mnist("test")
+def data(fmnist_test):
+    x, y = fmnist_test
     comp = SceneComposer(
         x[:1000].numpy(),
         y[:1000].numpy(),
@@ -97,8 +96,8 @@ def test_word_ids_pad_with_zero():
     assert format_box(quantize_box(torch.tensor([0, 0, 5, 5]), (10, 10), 10)) == "<box>(0,0,5,5)</box>"
 
 
-def test_every_object_gives_one_example_per_nameable_object():
-    x, y = load_fashion_mnist("test")
+def test_every_object_gives_one_example_per_nameable_object(fmnist_test):
+    x, y = fmnist_test
     comp = SceneComposer(
         x[:1000].numpy(),
         y[:1000].numpy(),

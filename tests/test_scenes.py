@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from vitcore.assets import find_stamps
-from vitcore.data import load_fashion_mnist
 from vitcore.scenes import COLOURS, ObjectSpec, SceneComposer, caption, load_stamps, object_phrase, referring_expression
 from vitcore.tolerance import assert_close, is_close
 
@@ -11,8 +10,8 @@ Items = tuple[torch.Tensor, torch.Tensor]  # (Fashion-MNIST images, labels)
 
 
 @pytest.fixture(scope="module")
-def items() -> Items:
-    x, y = load_fashion_mnist("test")
+def items(fmnist_test) -> Items:
+    x, y = fmnist_test
     return x[:2000], y[:2000]
 
 

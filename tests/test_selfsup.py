@@ -8,7 +8,7 @@ import torch
 
 import vitcore
 from vitcore import selfsup
-from vitcore.data import load_fashion_mnist, normalise
+from vitcore.data import normalise
 from vitcore.dino import DINOModel, knn_hits
 from vitcore.dino import pretrain as dino_pretrain
 from vitcore.mae import MaskedAutoencoder
@@ -41,8 +41,8 @@ ENCODER: dict[str, Any] = dict(
 
 
 @pytest.fixture(scope="module")
-def images():
-    x, _ = load_fashion_mnist("train")
+def images(fmnist_train):
+    x, _ = fmnist_train
     return normalise(x[:256])
 
 
@@ -167,8 +167,8 @@ def test_knn_hits_votes_by_similarity():
         knn_hits(bank, bank_y, query[:, :2], torch.tensor([0, 1]), k=2)
 
 
-def test_knn_accuracy_of_pixels_beats_chance():
-    x, y = load_fashion_mnist("train")
+def test_knn_accuracy_of_pixels_beats_chance(fmnist_train):
+    x, y = fmnist_train
     sets = (normalise(x[:2000]), y[:2000], normalise(x[2000:2500]), y[2000:2500])
     flatten = torch.nn.Flatten()  # a "backbone" that returns the pixels
     flatten.register_parameter("dummy", torch.nn.Parameter(torch.zeros(1)))  # embed() reads the device

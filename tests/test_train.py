@@ -5,7 +5,7 @@ import torch
 
 from vitcore import VisionTransformer, count_params, seed_everything
 from vitcore.cnn import ResNet, resnet_for_params
-from vitcore.data import TensorLoader, load_fashion_mnist, stratified_indices
+from vitcore.data import TensorLoader, stratified_indices
 from vitcore.tolerance import tolerance
 from vitcore.train import History, ResumableRun, evaluate, fit, param_groups, predict, warmup_cosine
 
@@ -43,10 +43,10 @@ def test_param_groups_skip_decay_for_biases_norms_tokens():
 
 
 @pytest.fixture(scope="module")
-def small_data():
-    x, y = load_fashion_mnist("train")
+def small_data(fmnist_train, fmnist_test):
+    x, y = fmnist_train
     keep = stratified_indices(y, 512, seed=0)
-    xt, yt = load_fashion_mnist("test")
+    xt, yt = fmnist_test
     return (x[keep], y[keep]), (xt[:500], yt[:500])
 
 
