@@ -87,6 +87,7 @@ def test_cpu_peak_memory_sees_a_large_allocation():
         assert peak is None
 
 
+@pytest.mark.slow
 def test_chapter_times_reads_seconds_and_the_wall_clock_from_the_cache(tmp_path):
     """Two chapters cached a second apart, the second one short enough to have run beside the
     first: each keeps its own seconds; the book's time is the wall clock from the first start to
