@@ -6,5 +6,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+unset PYTHONDONTWRITEBYTECODE  # each step is a new process: compile torch once, not once per step
 py="${PYTHON:-$(command -v python || command -v python3)}"
 exec "$py" "$root/benchmarks/gpu_check.py" "$@"
