@@ -22,12 +22,16 @@ BUDGET_BOOK_S = 900
 
 def chapter_times(cache: str | Path) -> dict[str, float]:
     """Notebook file name -> execution seconds, for every notebook in the cache."""
-    return {name: seconds for name, (seconds, _) in _records(cache).items()}
+    return _seconds(_records(cache))
 
 
 def wall_seconds(cache: str | Path) -> float:
     """Seconds from the first notebook's start to the last one's finish (one build's cache)."""
     return _wall(_records(cache))
+
+
+def _seconds(records: dict[str, tuple[float, float]]) -> dict[str, float]:
+    return {name: seconds for name, (seconds, _) in records.items()}
 
 
 def _wall(records: dict[str, tuple[float, float]]) -> float:
@@ -63,7 +67,7 @@ def table(times: dict[str, float], wall: float | None = None) -> str:
 
 def main(argv: list[str]) -> int:
     records = _records(argv[1] if len(argv) > 1 else "_build/.jupyter_cache")  # the database, read once
-    times = {name: seconds for name, (seconds, _) in records.items()}
+    times = _seconds(records)
     print(f"Measured by the book build on {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores:\n")
     print(table(times, _wall(records)))
     return 0 if all(s <= BUDGET_CHAPTER_S for s in times.values()) else 1

@@ -170,9 +170,8 @@ def main(root: Path, translated: set[str] | None = None) -> int:
     # The links are checked from the HTML files in a second thread (each page parsed once) while
     # Chromium renders the pages; this thread mostly waits on Chromium.
     parsed: dict[Path, _PageLinks] = {}
-    links = ThreadPoolExecutor(max_workers=1)
-    link_problems = {path: links.submit(check_links, path, root, parsed) for path in all_pages}
-    with sync_playwright() as pw:
+    with ThreadPoolExecutor(max_workers=1) as links, sync_playwright() as pw:
+        link_problems = {path: links.submit(check_links, path, root, parsed) for path in all_pages}
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         failed: list[str] = []
@@ -209,7 +208,6 @@ def main(root: Path, translated: set[str] | None = None) -> int:
             if problems:
                 failures[rel] = problems
         browser.close()
-    links.shutdown()
     for rel, problems in failures.items():
         print(f"\n{rel}:")
         for p in problems[:20]:

@@ -13,7 +13,6 @@ import torch
 from vitcore import data as fdata
 from vitcore import selfsup, shipped, zoo
 from vitcore.train import evaluate, fit
-from vitcore.zoo.full import main as zoo_main
 
 NAMES = shipped.names()
 
@@ -168,7 +167,7 @@ def test_the_command_line_trains_a_recipe(tmp_path, monkeypatch):
 def test_full_command_runs_quick(name, tmp_path, monkeypatch):
     monkeypatch.setenv("VITCORE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"
-    assert zoo_main(quick_command(name, out)) == 0  # what `python -m vitcore.zoo train NAME --full --quick` runs
+    assert zoo.main(quick_command(name, out)) == 0  # what `python -m vitcore.zoo train NAME --full --quick` runs
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest[name]["command"].endswith("--full --quick")
     trained = shipped.load(name, device="cpu", folder=out)

@@ -27,8 +27,8 @@ def requirements(path: Path) -> list[Requirement]:
 
 LOCK = requirements(ROOT / "requirements.txt")
 INPUT = requirements(ROOT / "requirements.in")
-PYPROJECT_TOOL = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+_PYPROJECT_TOML = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PYPROJECT, PYPROJECT_TOOL = _PYPROJECT_TOML["project"], _PYPROJECT_TOML["tool"]
 
 
 def locked(env: dict[str, str] | None = None) -> dict[str, str]:
