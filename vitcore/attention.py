@@ -22,12 +22,17 @@ def scaled_dot_product_attention(
 
     ``q, k, v``: ``(..., N, d)``. ``attn_mask``: boolean (True = may attend) or additive.
     """
+    weights = _attention_weights(q, k, attn_mask)
+    return weights @ v, weights
+
+
+def _attention_weights(q: torch.Tensor, k: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d))``, ``(..., N, N)``: the attention matrix, each row summing to 1."""
     scale = q.shape[-1] ** -0.5
     scores = (q * scale) @ k.transpose(-2, -1)  # (..., N, N)
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
-    weights = scores.softmax(dim=-1)
-    return weights @ v, weights
+    return scores.softmax(dim=-1)
 
 
 class Attention(nn.Module):
@@ -64,8 +69,8 @@ class Attention(nn.Module):
             drop = self.attn_drop.p if self.training else 0.0
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
         else:
-            out, weights = scaled_dot_product_attention(q, k, v, attn_mask)
-            out = self.attn_drop(weights) @ v if self.training and self.attn_drop.p > 0 else out
+            weights = _attention_weights(q, k, attn_mask)  # (B, h, N, N)
+            out = self.attn_drop(weights) @ v  # one product with v; dropout acts only in training
         out = self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))  # (B, N, D)
         if return_attention:
             assert weights is not None  # return_attention takes the explicit path, which sets it
