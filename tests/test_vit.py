@@ -1,3 +1,4 @@
+import dataclasses
 from typing import Any
 
 import pytest
@@ -107,6 +108,65 @@ def test_bad_config_errors():
         vit_config("gigantic")
 
 
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("num_classes", -1, r"num_classes must be >= 0 \(0: no head.*got -1"),
+        ("depth", 0, "depth must be >= 1, got 0"),
+        ("embed_dim", 0, "embed_dim must be >= 1, got 0"),
+        ("num_heads", 0, "num_heads must be >= 1, got 0"),
+        ("reg_tokens", -2, "reg_tokens must be >= 0, got -2"),
+        ("pos_embed", "rope", "pos_embed must be one of 'learn', 'sincos1d', 'sincos2d', 'none'; got 'rope'"),
+        ("pos_embed", "sincos", "pos_embed must be one of .*; got 'sincos'"),
+        ("norm_style", "sandwich", "norm_style must be one of 'pre', 'post'; got 'sandwich'"),
+        ("drop_rate", 1.5, r"drop_rate must be in \[0, 1\] \(a dropout probability\), got 1.5"),
+        ("attn_drop_rate", -0.1, r"attn_drop_rate must be in \[0, 1\].*got -0.1"),
+    ],
+)
+def test_config_refuses_values_no_model_has(field, value, message):
+    # Refused when the config is made (and by dataclasses.replace and vit_config), naming the field and
+    # what it allows, instead of a model with a negative-width head, no blocks, or an unknown scheme.
+    with pytest.raises(ValueError, match=message):
+        ViTConfig(**{field: value})
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(ViTConfig(), **{field: value})
+    with pytest.raises(ValueError, match=message):
+        vit_config("tiny", **{field: value})
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(num_classes=0),  # no head: forward() returns the pooled features
+        dict(depth=1),
+        dict(pos_embed="none"),
+        dict(pos_embed="sincos1d"),
+        dict(pos_embed="sincos2d", no_embed_class=True),
+        dict(norm_style="post"),
+        dict(drop_rate=0.0, attn_drop_rate=1.0),
+    ],
+)
+def test_config_accepts_every_legal_edge(overrides):
+    model = small_vit(**overrides).eval()
+    out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, overrides.get("num_classes", 5) or 32)
+
+
+def test_vit_dropout_acts_in_training_only():
+    x = torch.randn(4, 3, 32, 32)
+    model = small_vit(drop_rate=0.2, attn_drop_rate=0.2, drop_path_rate=0.2)
+    plain = small_vit()
+    plain.load_state_dict(model.state_dict())
+    model.train()
+    f = model.forward_features  # (B, N, D): the head starts at zero, so its output would not show
+    with torch.no_grad():
+        assert not is_close(f(x), f(x), **SIZE)
+        model.eval()
+        assert torch.equal(f(x), f(x))
+        assert torch.equal(f(x), plain.eval().forward_features(x))
+        assert torch.equal(plain.train().forward_features(x), plain.eval().forward_features(x))  # rates 0
+
+
 def test_seed_makes_runs_identical():
     seed_everything(123)
     a = small_vit().forward_features(torch.randn(2, 3, 32, 32))
@@ -131,10 +191,9 @@ def test_strict_loading_names_problem_keys(tmp_path):
     assert "head.weight: checkpoint (7, 32) vs model (5, 32)" in msg
 
 
-@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
-def test_save_load_round_trip(tmp_path, suffix):
+def test_save_load_round_trip(tmp_path):
     model = small_vit().eval()
-    path = save_weights(model, tmp_path / f"w{suffix}")
+    path = save_weights(model, tmp_path / "w.safetensors")
     other = small_vit().eval()
     load_state_dict_strict(other, load_weights(path))
     x = torch.randn(1, 3, 32, 32)

@@ -20,6 +20,10 @@ from .embed import PatchEmbed, build_pos_embed, resample_pos_embed
 __all__ = ["ViTConfig", "VisionTransformer", "PRESETS", "vit_config", "create_vit"]
 
 
+POS_EMBEDS = ("learn", "sincos1d", "sincos2d", "none")  # ViTConfig.pos_embed
+NORM_STYLES = ("pre", "post")  # ViTConfig.norm_style
+
+
 @dataclass
 class ViTConfig:
     """Everything that defines a ViT's architecture."""
@@ -49,6 +53,22 @@ class ViTConfig:
     dynamic_img_size: bool = False  # accept other image sizes by resampling pos_embed
 
     def __post_init__(self) -> None:
+        if self.num_classes < 0:
+            raise ValueError(
+                f"num_classes must be >= 0 (0: no head, forward() returns features), got {self.num_classes}"
+            )
+        for name in ("depth", "embed_dim", "num_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.reg_tokens < 0:
+            raise ValueError(f"reg_tokens must be >= 0, got {self.reg_tokens}")
+        if self.pos_embed not in POS_EMBEDS:
+            raise ValueError(f"pos_embed must be one of {', '.join(map(repr, POS_EMBEDS))}; got {self.pos_embed!r}")
+        if self.norm_style not in NORM_STYLES:
+            raise ValueError(f"norm_style must be one of {', '.join(map(repr, NORM_STYLES))}; got {self.norm_style!r}")
+        for name in ("drop_rate", "attn_drop_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1] (a dropout probability), got {getattr(self, name)}")
         if self.global_pool not in ("token", "avg"):
             raise ValueError(f"global_pool must be 'token' or 'avg', got {self.global_pool!r}")
         if self.global_pool == "token" and not self.class_token:
