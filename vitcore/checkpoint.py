@@ -3,18 +3,25 @@
 Weights are stored as safetensors (no code runs on load) or read with
 ``torch.load(weights_only=True)``, which refuses arbitrary pickled objects. Loading
 into a model checks every key and shape and names what does not fit.
+
+Every file ``vitcore`` writes (weights, training states, manifests, cache entries, downloads)
+goes through :func:`atomic_write`: a reader sees the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import IO, Any
 
 import torch
 from torch import nn
 
-__all__ = ["CheckpointMismatchError", "load_state_dict_strict", "load_weights", "save_weights"]
+__all__ = ["CheckpointMismatchError", "atomic_write", "load_state_dict_strict", "load_weights", "save_weights"]
 
 
 class CheckpointMismatchError(KeyError):
@@ -64,18 +71,59 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     model.load_state_dict(dict(state_dict), strict=True)
 
 
-def save_weights(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: str | Path) -> Path:
-    """Save weights as safetensors (``.safetensors``) or a plain tensor dict (``.pt``)."""
-    from safetensors.torch import save_file
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Write ``path`` all or nothing: the block writes to a temporary file of a unique name in the
+    same folder (opened with ``mode``, ``"wb"`` or ``"w"``; its ``.name`` is the temporary path, to
+    check what was written before it counts), which is then flushed, fsynced and renamed over
+    ``path`` (``os.replace``). If the block raises, the temporary file is removed and ``path`` is
+    as it was. A new file gets mode 0o644, a replaced one keeps its mode.
 
-    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
-    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    >>> with atomic_write(folder / "meta.json", "w") as f:
+    ...     json.dump(meta, f)
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_write writes a whole new file: mode 'wb' or 'w', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".safetensors":
-        save_file(state, str(path))
-    else:
-        torch.save(state, path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with open(tmp_name, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_name, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # the rename itself on disk (POSIX; not possible on Windows)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def save_weights(
+    model_or_state: nn.Module | Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> Path:
+    """Save weights as safetensors (``path`` must end in ``.safetensors``), atomically
+    (:func:`atomic_write`); ``metadata`` goes into the file's header. A training state with more
+    than tensors (step counters, a history) is not weights: save it with ``torch.save``."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(
+            f"save_weights writes safetensors files; {path} ends in {path.suffix!r}, not '.safetensors'. "
+            "Name the file *.safetensors (load_weights still reads .pt files)."
+        )
+    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    blob = save({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata=metadata)
+    with atomic_write(path) as f:
+        f.write(blob)
     return path
 
 

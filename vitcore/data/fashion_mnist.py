@@ -15,7 +15,6 @@ import gzip
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..checkpoint import atomic_write
 
 CLASSES: tuple[str, ...] = (
     "T-shirt/top",
@@ -159,20 +160,17 @@ def download_fashion_mnist(
         errors = []
         for base in mirrors:
             url = base.rstrip("/") + "/" + name
-            fd, tmp_name = tempfile.mkstemp(dir=dest, suffix=".part")
-            tmp = Path(tmp_name)
-            try:
-                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            try:  # a file that fails its check never replaces the target
+                with atomic_write(target) as out, urllib.request.urlopen(url, timeout=timeout) as resp:
                     shutil.copyfileobj(resp, out)
-                got_md5 = hashlib.md5(tmp.read_bytes()).hexdigest()
-                if got_md5 != md5:  # not the official archive: accept it only if the contents match
-                    _read_idx(tmp, verify=True, name=name)
-                tmp.replace(target)
+                    out.flush()
+                    tmp = Path(out.name)
+                    got_md5 = hashlib.md5(tmp.read_bytes()).hexdigest()
+                    if got_md5 != md5:  # not the official archive: accept it only if the contents match
+                        _read_idx(tmp, verify=True, name=name)
                 break
             except (urllib.error.URLError, OSError, ValueError) as err:
                 errors.append(f"{url}: {err}")
-            finally:
-                tmp.unlink(missing_ok=True)
         else:
             raise DataMissingError(f"could not download {name}; tried " + "; ".join(errors) + f". {_HOW_TO_GET}")
     return dest

@@ -3,7 +3,6 @@ DDP), :func:`predict` and :func:`evaluate`."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Sized
 from dataclasses import asdict, dataclass, field
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import atomic_write
 from ..device import autocast, get_device
 from .distributed import (
     _check_same_start,
@@ -185,7 +185,7 @@ def fit(
 def _save_state(
     path: Path, model: nn.Module, opt: ScheduledAdamW, loader: object, hist: History, epochs_done: int, total_steps: int
 ) -> None:
-    """Write a resumable training state to ``path`` (temporary file, then rename)."""
+    """Write a resumable training state to ``path`` (atomically)."""
     gen = getattr(loader, "generator", None)
     state = {
         "model": model.state_dict(),
@@ -196,10 +196,8 @@ def _save_state(
         "torch_rng": torch.get_rng_state(),
         "loader_rng": gen.get_state() if isinstance(gen, torch.Generator) else torch.empty(0, dtype=torch.uint8),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def _load_state(

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from ..checkpoint import atomic_write
+
 
 class ResumableRun:
     """``steps`` steps over ``n`` images in shuffled whole batches of ``batch_size`` (the partial
@@ -25,8 +27,8 @@ class ResumableRun:
     The loop's body appends one record per step to ``run.log`` (and may set the postfix of the
     tqdm bar ``run.bar``). At the end of every epoch, and after the last step, ``on_epoch(epoch)``
     (if given) adds an evaluation to the step's record under ``"epoch"`` and the bar writes it out.
-    After every epoch but the last, the state goes to ``state_path`` atomically (a temporary file,
-    then a rename).
+    After every epoch but the last, the state goes to ``state_path`` atomically
+    (:func:`~vitcore.checkpoint.atomic_write`).
     """
 
     def __init__(
@@ -90,7 +92,7 @@ class ResumableRun:
                     self._save(self.state_path, step + 1)
 
     def _save(self, path: str | Path, next_step: int) -> None:
-        """Write the state (temporary file, then rename)."""
+        """Write the state (atomically)."""
         rngs = {k: obj.get_state() for k, obj in self.state.items() if isinstance(obj, torch.Generator)}
         saved: dict[str, Any] = {
             k: obj if isinstance(obj, torch.Tensor) else obj.state_dict()
@@ -99,7 +101,5 @@ class ResumableRun:
         }
         saved.update(step=next_step, log=self.log)
         saved.update(rngs)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(f"{path}.tmp")
-        torch.save(saved, tmp)
-        tmp.replace(path)
+        with atomic_write(path) as f:
+            torch.save(saved, f)

@@ -13,6 +13,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from ..checkpoint import atomic_write
 from ..scenes import SceneComposer
 from ..vit import VisionTransformer
 from ..vlm import Connector, GroundingTokenizer, TinyLM, VisionLanguageModel
@@ -87,10 +88,8 @@ def _cached_tokens(
     f_train = vit_tokens(vit, train_images, layers, progress=progress, desc="ViT tokens, training")
     f_test = vit_tokens(vit, test_images, layers, progress=progress, desc="ViT tokens, held out")
     if state_path is not None:
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = state_path.with_suffix(".tmp")
-        torch.save({"train": f_train, "test": f_test}, tmp)
-        tmp.replace(state_path)
+        with atomic_write(state_path) as f:
+            torch.save({"train": f_train, "test": f_test}, f)
     return f_train, f_test
 
 

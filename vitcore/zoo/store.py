@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import load_state_dict_strict, load_weights, save_weights
+from ..checkpoint import atomic_write, load_state_dict_strict, load_weights, save_weights
 from ..data import cache_root
 from ..device import get_device
 from ..shipped import sha256_file
@@ -131,26 +130,21 @@ def get(
         t0 = time.perf_counter()
         model, metrics, hist = train(rec, device, progress, desc=name, cache=cache)
         metrics["total_seconds"] = time.perf_counter() - t0
-        # Write to temporary names, then rename: a crash never leaves half a file.
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".safetensors", delete=False) as f:
-            tmp_w = Path(f.name)
-        save_weights(model, tmp_w)
+        save_weights(model, weights)  # atomically: a crash never leaves half a file
         meta = {
             "name": name,
             "key": key,
             "recipe": rec,
             "metrics": metrics,
             "history": hist.to_dict(),
-            "sha256": sha256_file(tmp_w),
+            "sha256": sha256_file(weights),
             "zoo_version": ZOO_VERSION,
             "code": code_version(),
             "torch": torch.__version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        tmp_w.replace(weights)
-        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json", delete=False) as fj:
+        with atomic_write(meta_path, "w") as fj:
             json.dump(meta, fj, indent=1)
-        Path(fj.name).replace(meta_path)
     return Trained(model, name, rec, metrics, hist, weights, cached=False)
 
 
