@@ -1,6 +1,7 @@
 """The setup's shell logic, run on a copy of .ci/ with stand-ins for python, pip and apt.
 
-What is checked: without apt, root or sudo the setup says what it skips and goes on; a failed pip
+What is checked: without apt, root or sudo the setup says what it skips and goes on; apt's errors
+are shown (its progress is not) and a failed apt-get does not stop the setup; a failed pip
 install, import check, data fetch or doctor stops it with a non-zero exit and no install stamp; a
 complete install writes the stamp and a second run installs nothing.
 """
@@ -138,7 +139,11 @@ def system_packages(tmp_path: Path, tools: dict[str, str], **env: str) -> tuple[
     return res, log.read_text() if log.exists() else ""
 
 
-APT = 'echo "apt-get $*" >> "$APT_LOG"; exit ${APT_RC:-0}'
+# apt-get's progress on stdout; on failure (APT_RC) an error line on stderr, as apt prints them.
+APT = """echo "apt-get $*" >> "$APT_LOG"
+echo "Reading package lists... Done"
+if [ "${APT_RC:-0}" != 0 ]; then echo "E: Unable to locate package ${@: -1}" >&2; fi
+exit ${APT_RC:-0}"""
 SUDO = 'if [ "$1" = -n ] && [ "$2" = true ]; then exit ${SUDO_RC:-1}; fi; shift; echo "sudo:" >> "$APT_LOG"; exec "$@"'
 DPKG = 'case "$2" in chromium) exit 1;; *) exit 0;; esac'  # only chromium is missing
 
@@ -173,3 +178,25 @@ def test_passwordless_sudo_is_used(tmp_path):
 def test_nothing_missing_means_nothing_done(tmp_path):
     res, log = system_packages(tmp_path, {"id": "echo 0", "apt-get": APT, "dpkg": "exit 0"})
     assert res.returncode == 0 and res.stdout == "" and log == ""
+
+
+def test_apt_errors_are_shown_and_its_progress_is_not(tmp_path):
+    tools = {"id": "echo 0", "apt-get": APT, "dpkg": DPKG}
+    res, log = system_packages(tmp_path, tools)
+    assert res.returncode == 0 and "Reading package lists" not in res.stdout + res.stderr  # success: quiet
+    (tmp_path / "apt.log").unlink()
+    res, log = system_packages(tmp_path, tools, APT_RC="100")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0  # a failed apt-get never fails the setup ...
+    # ... but says what apt said, for the first try, the update and the one-at-a-time retry
+    assert "[setup] apt-get install -y -q chromium failed (exit 100); apt said:" in out
+    assert "[setup]   E: Unable to locate package chromium" in out
+    assert "[setup] apt-get update -q failed (exit 100)" in out
+    assert "Reading package lists" not in out  # only the error lines where apt printed some
+    assert "WARNING: apt-get could not install chromium" in out
+
+
+def test_apt_output_is_shown_whole_when_it_has_no_error_line(tmp_path):
+    apt = 'echo "apt-get $*" >> "$APT_LOG"; echo "dpkg was interrupted, you must manually run dpkg"; exit 100'
+    res, _ = system_packages(tmp_path, {"id": "echo 0", "apt-get": apt, "dpkg": DPKG})
+    assert res.returncode == 0 and "[setup]   dpkg was interrupted, you must manually run" in res.stdout
