@@ -218,7 +218,7 @@ def test_ground_parses_a_forced_answer_into_pixel_boxes_and_flags_a_malformed_on
     from vitcore.grounding import ground
 
     tok = GroundingTokenizer(["find", "the", "bag"], grid=16)
-    answer = tok.encode("<box>(4,8,12,16)</box>", eos=True)  # <box> ( 4 , 8 , 12 , 16 ) </box> <eos>
+    answer = tok.encode("<box>(4,8,12,16)</box>", eos=True, answer=True)  # <box> ( 4 , 8 , 12 , 16 ) </box> <eos>
     assert len(answer) == 12  # ground generates at most 12 tokens
     n_img = 4  # a 2x2 patch grid (the CLS token is dropped)
     short, long = "find bag", "find the bag"  # <bos> + 2 and <bos> + 3 tokens

@@ -24,6 +24,8 @@ __all__ = ["GroundingTokenizer", "Connector", "TinyLM", "VisionLanguageModel"]
 
 _TOKEN_RE = re.compile(r"</?box>|<\w+>|\d+|[A-Za-z]+|[^\sA-Za-z\d]")
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>", "<box>", "</box>", "(", ")", ",", "."]
+CONTROL = ("<pad>", "<bos>", "<eos>", "<unk>")  # added by encode's flags or by a model, never typed
+MARKUP = ("<box>", "</box>")  # an answer's box markup: text only where encode(..., answer=True)
 _NO_SPACE_BEFORE = {"(", ")", ",", ".", "</box>"}
 _NO_SPACE_AFTER = {"(", ",", "<box>"}
 
@@ -32,34 +34,112 @@ class GroundingTokenizer:
     """Word-level tokenizer with one token per coordinate value ``0..grid`` (Pix2Seq's quantised bins).
 
     ``"find the bag <box>(12,30,400,512)</box>"`` -> ``find, the, bag, <box>, (, 12, ",", 30, ...``.
-    Words outside the vocabulary become ``<unk>``.
+
+    Strict by default: a word outside the vocabulary, a number outside ``0..grid``, a control token
+    (``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``) typed as text, and box markup (``<box>``, ``</box>``)
+    in text that is not an answer each raise a ``ValueError`` that names them. ``lenient=True``
+    maps unknown words and out-of-grid numbers to ``<unk>`` instead (for teaching ``<unk>``).
+
+    A vocabulary entry that :meth:`split` would cut (``"t-shirt"``, ``"ankle boot"``) is matched
+    as one token before the text is split, so every entry can be produced; entries that split into
+    one piece each (the shipped runs' vocabularies) keep the ids they always had.
     """
 
-    def __init__(self, words: Iterable[str], grid: int = GRID) -> None:
-        words = sorted({w.lower() for w in words} - set(SPECIALS))
+    def __init__(self, words: Iterable[str], grid: int = GRID, *, lenient: bool = False) -> None:
+        if isinstance(words, str):
+            raise TypeError(f"words must be a collection of words, got the string {words!r}")
+        if not isinstance(grid, int) or grid < 1:
+            raise ValueError(f"grid must be a positive integer, got {grid!r}")
+        lowered = {" ".join(w.lower().split()) for w in words}  # one space between the parts of an entry
+        for w in sorted(lowered):
+            pieces = self.split(w)
+            if not pieces:
+                raise ValueError(f"vocabulary entry {w!r} holds no word")
+            if len(pieces) > 1 and set(pieces) & set(CONTROL + MARKUP):
+                raise ValueError(
+                    f"vocabulary entry {w!r} contains a special token; specials are added by the tokenizer"
+                )
+        words = sorted(lowered - set(SPECIALS))
         self.grid = grid
+        self.lenient = lenient
         self.itos = SPECIALS + [str(i) for i in range(grid + 1)] + [w for w in words if not w.isdigit()]
         self.stoi = {t: i for i, t in enumerate(self.itos)}
-        self.pad_id, self.bos_id, self.eos_id, self.unk_id = (self.stoi[t] for t in SPECIALS[:4])
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = (self.stoi[t] for t in CONTROL)
+        # entries that split() would cut, longest first, matched whole (whitespace inside: any run of it)
+        multi = sorted((w for w in words if len(self.split(w)) > 1), key=len, reverse=True)
+        alts = [r"\s+".join(re.escape(part) for part in w.split()) + self._word_end(w) for w in multi]
+        self._token_re = re.compile("|".join([*alts, _TOKEN_RE.pattern])) if alts else _TOKEN_RE
+
+    @staticmethod
+    def _word_end(w: str) -> str:
+        # "t-shirt" must not match the start of "t-shirts" (nor "12" the start of "123")
+        return r"(?![a-z])" if w[-1].isalpha() else r"(?!\d)" if w[-1].isdigit() else ""
 
     def __len__(self) -> int:
         return len(self.itos)
 
     @staticmethod
     def split(text: str) -> list[str]:
+        """Lower-cased pieces: tags (``<box>``), numbers, runs of letters, single other characters."""
         return _TOKEN_RE.findall(text.lower())
 
-    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
-        """Text -> token ids, optionally wrapped in ``<bos>`` / ``<eos>``."""
-        ids = [self.stoi.get(t, self.unk_id) for t in self.split(text)]
+    def tokens(self, text: str) -> list[str]:
+        """The token strings :meth:`encode` maps to ids: :meth:`split`, except that a vocabulary
+        entry that ``split`` would cut stays one token."""
+        return [" ".join(t.split()) for t in self._token_re.findall(text.lower())]
+
+    def encode(
+        self, text: str, bos: bool = False, eos: bool = False, *, answer: bool = False, lenient: bool | None = None
+    ) -> list[int]:
+        """Text -> token ids, optionally wrapped in ``<bos>`` / ``<eos>``.
+
+        ``answer=True``: the text is an answer and may hold ``<box>`` / ``</box>``. ``lenient``
+        (default: the tokenizer's own setting) maps unknown words to ``<unk>`` instead of raising.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"encode takes one text (str), got {type(text).__name__}")
+        lenient = self.lenient if lenient is None else lenient
+        toks = self.tokens(text)
+        control = [t for t in toks if t in CONTROL]
+        if control:
+            raise ValueError(
+                f"{text!r} contains the control token(s) {control}: they are added by the tokenizer "
+                "(bos=True, eos=True) or by the model, never typed in the text"
+            )
+        if not answer:
+            markup = [t for t in toks if t in MARKUP]
+            if markup:
+                raise ValueError(
+                    f"{text!r} contains box markup {markup}: an instruction may not hold it; encode an "
+                    "answer with encode(text, answer=True)"
+                )
+        unknown = [t for t in toks if t not in self.stoi]
+        if unknown and not lenient:
+            numbers = [t for t in unknown if t.isdigit()]
+            words = [t for t in unknown if not t.isdigit()]
+            parts = []
+            if words:
+                parts.append(f"unknown word(s) {words} (not in this tokenizer's vocabulary of {len(self)})")
+            if numbers:
+                parts.append(f"number(s) {numbers} that are not coordinates 0..{self.grid} of the grid")
+            raise ValueError(
+                f"{text!r} has " + " and ".join(parts) + "; fix the text, add the words to the vocabulary, "
+                "or pass lenient=True to encode them as <unk>"
+            )
+        ids = [self.stoi.get(t, self.unk_id) for t in toks]
         return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
 
     def decode(self, ids: Sequence[int]) -> str:
         """Ids -> text, stopping at ``<eos>``; on canonical text, the inverse of
-        :meth:`~vitcore.vlm.GroundingTokenizer.encode`."""
+        :meth:`~vitcore.vlm.GroundingTokenizer.encode`. An id outside ``0..len(self) - 1`` is a
+        ``ValueError``."""
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < len(self.itos)]
+        if bad:
+            raise ValueError(f"token id(s) {bad} outside the vocabulary (ids 0..{len(self.itos) - 1})")
         out: list[str] = []
         for i in ids:
-            tok = self.itos[int(i)]
+            tok = self.itos[i]
             if tok in ("<pad>", "<bos>"):
                 continue
             if tok == "<eos>":

@@ -12,6 +12,17 @@ from ..boxes import BoxParseError, box_iou, dequantize_box, format_box, parse_bo
 from ..vlm import GroundingTokenizer, VisionLanguageModel
 
 
+def _check_instructions(instructions: Sequence[str]) -> None:
+    """A non-empty batch of instruction strings (a single string would be read letter by letter)."""
+    if isinstance(instructions, str):
+        raise TypeError(f"instructions must be a list of strings, got the string {instructions!r}: wrap it in a list")
+    if len(instructions) == 0:
+        raise ValueError("empty batch: no instructions to encode (give at least one)")
+    bad = [type(t).__name__ for t in instructions if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"instructions must be strings, got {sorted(set(bad))}")
+
+
 def encode_grounding(
     tok: GroundingTokenizer, instructions: Sequence[str], boxes: torch.Tensor | None, image_size: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -20,7 +31,10 @@ def encode_grounding(
     Sequence: ``<bos> instruction <box> ( x1 , y1 , x2 , y2 ) </box> <eos>`` with the box on the
     tokenizer's grid; with ``boxes=None`` only the prompts (then left-padded, so that every
     prompt ends at the last position, ready for :meth:`~vitcore.vlm.VisionLanguageModel.generate`).
+    An empty batch, and text the tokenizer refuses (unknown words, typed special tokens), is a
+    ``ValueError``.
     """
+    _check_instructions(instructions)
     prompts = [tok.encode(t, bos=True) for t in instructions]
     if boxes is None:
         n = max(map(len, prompts))
@@ -33,7 +47,7 @@ def encode_grounding(
     q = quantize_box(boxes, image_size, tok.grid)
     seqs, masks = [], []
     for p, b in zip(prompts, q):
-        a = tok.encode(format_box(b), eos=True)
+        a = tok.encode(format_box(b), eos=True, answer=True)
         seqs.append(p + a)
         masks.append([0] * len(p) + [1] * len(a))
     n = max(map(len, seqs))
@@ -57,6 +71,7 @@ def ground(
     """Greedy answers for each (image, instruction): pixel boxes ``(B, 4)`` float, a ``(B,)`` bool
     mask of answers that failed to parse (their box is all zeros) and the generated texts.
     ``features``: precomputed vision tokens ``(B, T, D_v)`` of a frozen encoder."""
+    _check_instructions(instructions)
     model.eval()
     image_size = cast(tuple[int, int], tuple(images.shape[-2:]))  # images: (B, C, H, W)
     out_boxes = torch.zeros(len(instructions), 4)
@@ -107,6 +122,7 @@ def localisation_metrics(pred: torch.Tensor, target: torch.Tensor, failed: torch
 
 def word_ids(tok: GroundingTokenizer, instructions: Sequence[str]) -> torch.Tensor:
     """Instructions -> right-padded word ids ``(B, L)`` (``<pad>`` is id 0) for :class:`BoxRegressor`."""
+    _check_instructions(instructions)
     enc = [tok.encode(t) for t in instructions]
     out = torch.full((len(enc), max(map(len, enc))), tok.pad_id, dtype=torch.long)
     for i, e in enumerate(enc):
