@@ -1,5 +1,6 @@
 import json
 import multiprocessing as mp
+import os
 from pathlib import Path
 
 import pytest
@@ -94,13 +95,72 @@ def test_key_covers_the_teacher_and_the_code(monkeypatch):
     assert zoo.cache_key(student, "cpu") != key
     monkeypatch.setattr(zoo_recipes, "RECIPES", dict(zoo_recipes.RECIPES, fmnist_cnn=zoo_recipes._fmnist_cnn))
     assert zoo.cache_key(student, "cpu") == key
-    monkeypatch.setattr(zoo_store, "code_version", lambda: "edited")
+    monkeypatch.setattr(zoo_store, "code_version", lambda package=None: "edited")
     assert zoo.cache_key(student, "cpu") != key
 
 
-def test_code_version_hashes_every_zoo_module():
-    assert {f"zoo/{p.name}" for p in Path(zoo.__file__).parent.glob("*.py")} <= set(zoo._CODE)
+def test_code_version_hashes_every_source_file():
+    package = Path(zoo.__file__).parent.parent
+    files = set(zoo.code_files())
+    assert {p.relative_to(package).as_posix() for p in package.rglob("*.py") if "__pycache__" not in p.parts} == files
+    assert {"patches.py", "device.py", "checkpoint.py", "data/loaders.py", "zoo/store.py"} <= files  # _CODE missed 3
     assert len(zoo.code_version()) == 12
+
+
+def _copy_package(dest: Path) -> Path:
+    import shutil
+
+    src = Path(zoo.__file__).parent.parent
+    shutil.copytree(src, dest / "vitcore", ignore=shutil.ignore_patterns("__pycache__", "*.safetensors"))
+    return dest / "vitcore"
+
+
+def test_editing_a_low_level_module_changes_the_key(tmp_path):
+    """A copy of the package with one comment added to patches.py (no zoo module imports it by
+    name) hashes differently, and `cache_key` in an interpreter running that copy is new."""
+    import subprocess
+    import sys
+
+    copy = _copy_package(tmp_path)
+    assert zoo.code_version(copy) == zoo.code_version()  # the same bytes, the same hash
+    with open(copy / "patches.py", "a") as f:
+        f.write("\n# an edit\n")
+    zoo.store._code_version.cache_clear()  # the copy's hash was read before the edit
+    assert zoo.code_version(copy) != zoo.code_version()
+    script = "import json, sys, vitcore.zoo as z; print(z.__file__, z.cache_key(json.loads(sys.argv[1]), 'cpu'))"
+    out = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(tiny_recipe())],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        cwd=tmp_path,  # not the repository, whose vitcore/ would come first
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert out[0].startswith(str(copy))  # the copy ran, not the installed package
+    assert out[1] != zoo.cache_key(tiny_recipe(), "cpu")
+
+
+def test_key_records_the_kernel_path_on_the_cpu(monkeypatch):
+    for var in zoo.KERNEL_PATH_VARS:
+        monkeypatch.delenv(var, raising=False)
+    rec = tiny_recipe()
+    native_cpu, native_cuda, run = zoo.cache_key(rec, "cpu"), zoo.cache_key(rec, "cuda"), zoo.run_key(rec, "cpu")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX")
+    assert zoo.kernel_path("cpu") == {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX"}
+    assert zoo.cache_key(rec, "cpu") != native_cpu  # the second kernel path trains its own model
+    assert zoo.cache_key(rec, "cuda") == native_cuda  # the variables choose CPU kernels only
+    assert zoo.run_key(rec, "cpu") == run  # a --full run's state resumes on either path
+
+
+def test_run_key_names_the_run_not_the_code(monkeypatch):
+    rec = zoo.recipe("fmnist_deit", gpu=False)
+    run, cache = zoo.run_key(rec, "cpu"), zoo.cache_key(rec, "cpu")
+    monkeypatch.setattr(zoo_store, "code_version", lambda package=None: "edited")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    assert zoo.run_key(rec, "cpu") == run and zoo.cache_key(rec, "cpu") != cache
+    assert zoo.run_key(rec, "cuda") != run
+    assert zoo.run_key({**rec, "seed": 1}, "cpu") != run
 
 
 def test_corrupt_entry_is_detected_and_rebuilt(tmp_path):

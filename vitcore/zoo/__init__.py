@@ -4,10 +4,12 @@
 >>> zoo.get("fmnist_vit").metrics["test_acc"]
 
 A recipe is a plain dict (architecture, data, optimisation, seed). Its hash, together with the
-device kind (``cpu`` / ``cuda`` / ``mps``), names the cache entry under ``$VITCORE_CACHE/zoo``
-(default ``~/.cache/vitcore/zoo``): ``<name>-<hash>.safetensors`` holds the weights and
-``<name>-<hash>.json`` the recipe, the test accuracy and the training history. Change anything in
-a recipe and it trains afresh; every notebook therefore still runs alone in a fresh kernel.
+device kind (``cpu`` / ``cuda`` / ``mps``), every source file of ``vitcore`` and, on the CPU, the
+kernel path (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``), names the
+cache entry under ``$VITCORE_CACHE/zoo`` (default ``~/.cache/vitcore/zoo``):
+``<name>-<hash>.safetensors`` holds the weights and ``<name>-<hash>.json`` the recipe, the test
+accuracy and the training history. Change anything in a recipe or in the package and it trains
+afresh; every notebook therefore still runs alone in a fresh kernel.
 On a GPU the recipes scale up (more epochs, augmentation), on the CPU they stay within a
 notebook's time budget.
 
@@ -24,15 +26,25 @@ to 13 load come from the full recipes.
 
 The parts, all importable from ``vitcore.zoo``: ``.recipes`` (the live and full recipes,
 ``recipe``; the runs on composed scenes in ``.scene_recipes``), ``.training`` (``build_model``,
-``train``), ``.store`` (the cache: ``cache_key``, ``get``, ``Trained``) and ``.full`` (``train_full``
+``train``), ``.store`` (the cache: ``cache_key``, ``run_key``, ``get``, ``Trained``) and ``.full`` (``train_full``
 and the command line).
 """
 
 from .full import main, state_dir, train_full
 from .recipes import DINO_EPOCHS, FULL_RECIPES, RECIPES, SWEEP_SIZES, SWEEP_STEPS, recipe
 from .scene_recipes import SWEEP_PATCHES, VQA_BLOCKS
-from .store import _CODE as _CODE  # the hashed sources, for tools that list them
-from .store import ZOO_VERSION, Trained, cache_dir, cache_key, code_version, get
+from .store import (
+    KERNEL_PATH_VARS,
+    ZOO_VERSION,
+    Trained,
+    cache_dir,
+    cache_key,
+    code_files,
+    code_version,
+    get,
+    kernel_path,
+    run_key,
+)
 from .training import build_model, train
 
 __all__ = [
@@ -44,7 +56,11 @@ __all__ = [
     "build_model",
     "cache_dir",
     "cache_key",
+    "run_key",
+    "code_files",
     "code_version",
+    "kernel_path",
+    "KERNEL_PATH_VARS",
     "get",
     "train",
     "train_full",

@@ -18,7 +18,7 @@ from ..data import cache_root
 from ..device import get_device
 from ..train import evaluate
 from .recipes import FULL_RECIPES, RECIPES, recipe
-from .store import cache_key, get
+from .store import get, run_key
 from .training import train
 
 # The runs that are not supervised classification, by ``method``: (module of vitcore, function).
@@ -77,7 +77,8 @@ def train_full(
             rec["train"]["epochs"] = 1
     dev = torch.device(device) if device is not None else get_device()
     command = f"python -m vitcore.zoo train {name} --full" + (" --quick" if quick else "")
-    state = state_dir() / f"{name}-{cache_key(rec, dev)}.state.pt"
+    # Named by what the run is asked to do, not by the code: an edited package resumes the run.
+    state = state_dir() / f"{name}{'-quick' if quick else ''}-{run_key(rec, dev)}.state.pt"
     t0 = time.perf_counter()
     if method in _METHODS:
         module, function = _METHODS[method]

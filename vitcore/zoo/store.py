@@ -1,12 +1,16 @@
 """The zoo's cache: a trained model is stored under a key that hashes its recipe, its teacher, the
-device kind and the training code, and ``get`` loads it from there or trains it on a miss."""
+device kind, the package's source and the CPU's kernel path, and ``get`` loads it from there or
+trains it on a miss."""
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,62 +33,82 @@ def cache_dir() -> Path:
     return cache_root() / "zoo"
 
 
-# The modules whose code shapes what a recipe produces (paths in vitcore/): editing one retrains
-# cached models.
-_CODE = (
-    "attention.py",
-    "block.py",
-    "cnn.py",
-    "data/augment.py",
-    "data/fashion_mnist.py",
-    "data/loaders.py",
-    "deit.py",
-    "dino.py",
-    "embed.py",
-    "mae.py",
-    "multicrop.py",
-    "selfsup.py",
-    "train/__init__.py",
-    "train/distributed.py",
-    "train/loop.py",
-    "train/optim.py",
-    "train/resume.py",
-    "vit.py",
-    "zoo/__init__.py",
-    "zoo/__main__.py",
-    "zoo/full.py",
-    "zoo/recipes.py",
-    "zoo/scene_recipes.py",
-    "zoo/store.py",
-    "zoo/training.py",
-)
+# The environment variables that choose the CPU's kernel path (see .ci/kernel_path.sh): each one
+# rounds the floats of a forward pass differently, so a live model trained under one is not the
+# model trained under another.
+KERNEL_PATH_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
-def code_version() -> str:
-    """Hash of the source of the modules that shape a trained model (12 hex digits)."""
-    vitcore_dir = Path(__file__).parent.parent
+def code_files(package: str | Path | None = None) -> tuple[str, ...]:
+    """Every source file of the ``vitcore`` package (or of the package folder ``package``), as
+    sorted paths relative to it: the code a cached model may depend on."""
+    root = Path(package) if package is not None else Path(__file__).parent.parent
+    return tuple(sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py") if "__pycache__" not in p.parts))
+
+
+@functools.cache
+def _code_version(root: Path) -> str:
     digest = hashlib.sha256()
-    for name in _CODE:
-        digest.update((vitcore_dir / name).read_bytes())
+    for name in code_files(root):
+        digest.update(name.encode() + b"\0")
+        digest.update((root / name).read_bytes())
     return digest.hexdigest()[:12]
 
 
-def cache_key(rec: dict, device: str | torch.device) -> str:
-    """Hash of everything that shapes the model: the recipe (with its teacher's recipe), the zoo
-    version, the training code and the device kind: 16 hex digits."""
-    dev = torch.device(device)
+def code_version(package: str | Path | None = None) -> str:
+    """Hash of every source file of the ``vitcore`` package (12 hex digits): editing any of them
+    trains the live models afresh. Read once per process (a file edited while a kernel runs takes
+    effect in the next one, as the edited code itself does)."""
+    return _code_version(Path(package).resolve() if package is not None else Path(__file__).parent.parent.resolve())
+
+
+def kernel_path(device: str | torch.device) -> dict[str, str]:
+    """The kernel-path variables set in the environment (:data:`KERNEL_PATH_VARS`) for a CPU
+    ``device``; empty on an accelerator, whose kernels they do not choose."""
+    if torch.device(device).type != "cpu":
+        return {}
+    return {var: os.environ[var] for var in KERNEL_PATH_VARS if os.environ.get(var)}
+
+
+def _digest(blob: dict) -> str:
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _teacher_key(rec: dict, dev: torch.device, key: Callable[[dict, torch.device], str]) -> str | None:
+    """What names a recipe's teacher: a shipped checkpoint's sha256, or ``key`` of the live
+    teacher's recipe."""
     teacher, shipped_teacher = rec.get("teacher"), rec.get("teacher_shipped")
     if shipped_teacher:  # a shipped checkpoint is named by its bytes
         from ..shipped import entry
 
-        teacher_key = entry(shipped_teacher)["sha256"]
-    else:
-        teacher_key = cache_key(recipe(teacher, gpu=dev.type != "cpu"), dev) if teacher else None
-    blob = json.dumps(
-        {"recipe": rec, "device": dev.type, "zoo": ZOO_VERSION, "code": code_version(), "teacher": teacher_key},
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return entry(shipped_teacher)["sha256"]
+    return key(recipe(teacher, gpu=dev.type != "cpu"), dev) if teacher else None
+
+
+def run_key(rec: dict, device: str | torch.device) -> str:
+    """Hash of what a run is asked to do: the recipe (with its teacher's), the zoo version and the
+    device kind, 16 hex digits; not the code, so that a long run resumes after an edit (its state
+    checks the run's own settings on resuming). Names the state files of ``--full`` runs."""
+    dev = torch.device(device)
+    teacher = _teacher_key(rec, dev, run_key)
+    return _digest({"recipe": rec, "device": dev.type, "zoo": ZOO_VERSION, "teacher": teacher})
+
+
+def cache_key(rec: dict, device: str | torch.device) -> str:
+    """Hash of everything that shapes a cached model: the recipe (with its teacher's), the zoo
+    version, the device kind, every source file of ``vitcore`` and, on the CPU, the kernel path
+    (:func:`kernel_path`): 16 hex digits."""
+    dev = torch.device(device)
+    blob = {
+        "recipe": rec,
+        "device": dev.type,
+        "zoo": ZOO_VERSION,
+        "code": code_version(),
+        "teacher": _teacher_key(rec, dev, cache_key),
+    }
+    if kernel := kernel_path(dev):  # only where set: the native path adds nothing
+        blob["kernel"] = kernel
+    return _digest(blob)
 
 
 @dataclass
