@@ -233,3 +233,65 @@ def test_resume_refuses_another_run(tmp_path, fmnist_train):
     (tmp_path / "bad.pt").write_bytes(b"not a state")
     with pytest.raises(ValueError, match="unreadable"):
         fit(model, loader, epochs=1, progress=False, device="cpu", state_path=tmp_path / "bad.pt")
+
+
+# ---- the documented commands never touch the shipped files unless asked to (--publish)
+def _shipped_bytes() -> dict[str, str]:
+    """sha256 of every file in the package's checkpoint folder (manifest.json included)."""
+    folder = Path(shipped.__file__).with_name("checkpoints")
+    return {p.name: shipped.sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _documented_commands() -> list[list[str]]:
+    """The ``python -m vitcore.zoo`` command lines of vitcore.zoo's docstring, as argv lists."""
+    lines = [ln.split("#")[0].split() for ln in (zoo.__doc__ or "").splitlines()]
+    return [ln[3:] for ln in lines if ln[:3] == ["python", "-m", "vitcore.zoo"]]
+
+
+def test_a_quick_run_is_refused_before_it_trains_into_the_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITCORE_CACHE", str(tmp_path / "cache"))
+    before = _shipped_bytes()
+    package = Path(shipped.__file__).with_name("checkpoints")
+    with pytest.raises(ValueError, match="a --quick run never publishes into the package"):
+        zoo.train_full("fmnist_cnn", quick=True, publish=True, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="never publishes into the package"):
+        zoo.train_full("fmnist_cnn", quick=True, out=package / ".." / "checkpoints", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="either out=.* or publish=True"):
+        zoo.train_full("fmnist_cnn", out=tmp_path, publish=True, device="cpu", progress=False)
+    for argv in (["--quick", "--publish"], ["--quick", "--out", str(package)], ["--publish", "--out", str(tmp_path)]):
+        with pytest.raises(SystemExit) as exit_:
+            zoo.main(["train", "fmnist_cnn", "--full", "--device", "cpu", *argv])
+        assert exit_.value.code == 2  # a usage error, before any training
+    with pytest.raises(SystemExit):
+        zoo.main(["train", "fmnist_cnn", "--publish"])  # only a --full run publishes
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.safetensors"))
+    assert _shipped_bytes() == before
+
+
+@pytest.mark.slow
+def test_the_documented_commands_leave_the_shipped_files_untouched(tmp_path, monkeypatch, capsys):
+    """Every ``python -m vitcore.zoo`` line of the zoo's docstring, run as a quick run (``--quick``
+    added to every ``--full`` line, ``DIR`` a temporary folder): none writes into the package."""
+    monkeypatch.setenv("VITCORE_CACHE", str(tmp_path / "cache"))
+    before = _shipped_bytes()
+    commands = _documented_commands()
+    assert ["train", "fmnist_vit", "--full"] in commands and any("--publish" in c for c in commands)
+    done: list[list[str]] = []
+    for argv in commands:
+        argv = [str(tmp_path / "out") if a == "DIR" else a for a in argv]
+        if "--full" in argv:
+            argv += [a for a in ("--quick", "--device", "cpu") if a not in argv]
+        if argv in done:  # "--full" and "--full --quick" are one run once --quick is added
+            continue
+        done.append(argv)
+        if "--publish" in argv:
+            with pytest.raises(SystemExit):
+                zoo.main(argv)
+            assert "never publishes into the package" in capsys.readouterr().err
+        else:
+            assert zoo.main(argv) == 0
+        assert _shipped_bytes() == before, f"{' '.join(argv)} changed vitcore/checkpoints"
+    written = json.loads((tmp_path / "cache" / "zoo-full" / "manifest.json").read_text())
+    assert written["fmnist_vit"]["command"] == "python -m vitcore.zoo train fmnist_vit --full --quick"
+    assert (tmp_path / "out" / "fmnist_vit.safetensors").is_file()
+    assert zoo.full_dir() == tmp_path / "cache" / "zoo-full"

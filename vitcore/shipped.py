@@ -9,8 +9,10 @@ torch version, device, wall time, the file's sha256 and the metrics it reached o
 >>> vit = shipped.load("fmnist_vit").model       # sha256-checked, strict keys, eval mode
 >>> shipped.entry("fmnist_vit")["metrics"]["test_acc"]
 
-To reproduce or refresh one: ``python -m vitcore.zoo train fmnist_vit --full`` (resumable: an
-interrupted run continues from its state file under ``$VITCORE_CACHE/zoo-state``).
+To reproduce one: ``python -m vitcore.zoo train fmnist_vit --full`` (resumable: an interrupted run
+continues from its state file under ``$VITCORE_CACHE/zoo-state``) writes it into
+``$VITCORE_CACHE/zoo-full``, where ``load("fmnist_vit", folder=...)`` reads it; ``--publish``
+refreshes the package's own copy instead.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def entry(name: str, folder: str | Path | None = None) -> dict:
     if name not in man:
         raise KeyError(
             f"no shipped checkpoint {name!r}; the manifest lists {sorted(man) or 'nothing'}. "
-            f"Train it with: python -m vitcore.zoo train {name} --full"
+            f"Train it with: python -m vitcore.zoo train {name} --full --publish"
         )
     return man[name]
 
@@ -86,9 +88,10 @@ def load(name: str, device: str | torch.device | None = None, folder: str | Path
         raise FileNotFoundError(f"the manifest lists {name!r} but {path} is missing")
     got = sha256_file(path)
     if got != e["sha256"]:
+        where = " --publish" if folder.resolve() == CHECKPOINT_DIR.resolve() else f" --out {folder}"
         raise ChecksumError(
             f"{path} has sha256 {got}, the manifest records {e['sha256']}: the file is "
-            "corrupt or was replaced. Reinstall vitcore or retrain with: " + e["command"]
+            "corrupt or was replaced. Reinstall vitcore or retrain with: " + e["command"] + where
         )
     model = build_model(e["recipe"])
     load_state_dict_strict(model, load_weights(path))

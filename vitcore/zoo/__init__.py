@@ -14,23 +14,28 @@ On a GPU the recipes scale up (more epochs, augmentation), on the CPU they stay 
 notebook's time budget.
 
 ``--full`` recipes are the long runs behind the book's decisive numbers (an hour or more on a
-CPU). They are trained from the command line, resumably, and published into the package as
-shipped checkpoints (:mod:`vitcore.shipped`)::
+CPU). They are trained from the command line, resumably (state under ``$VITCORE_CACHE/zoo-state``),
+into ``$VITCORE_CACHE/zoo-full`` as a checkpoint and its manifest entry; only ``--publish`` writes
+them into the package as shipped checkpoints (:mod:`vitcore.shipped`)::
 
-    python -m vitcore.zoo train fmnist_vit --full           # train, then write vitcore/checkpoints/
-    python -m vitcore.zoo train fmnist_vit --full --quick   # the same path on a few batches (tests)
+    python -m vitcore.zoo train fmnist_vit --full             # train into $VITCORE_CACHE/zoo-full/
+    python -m vitcore.zoo train fmnist_vit --full --publish   # train, then replace vitcore/checkpoints/'s
+    python -m vitcore.zoo train fmnist_vit --full --out DIR   # train into DIR
+    python -m vitcore.zoo train fmnist_vit --full --quick     # the same path on a few batches (tests)
     python -m vitcore.zoo list
+
+A ``--quick`` run never writes into the package (asked to, it refuses before training).
 
 Chapters 5, 6, 7 and 14 train or load the live models; the checkpoints that chapters 5, 6 and 9
 to 13 load come from the full recipes.
 
 The parts, all importable from ``vitcore.zoo``: ``.recipes`` (the live and full recipes,
 ``recipe``; the runs on composed scenes in ``.scene_recipes``), ``.training`` (``build_model``,
-``train``), ``.store`` (the cache: ``cache_key``, ``run_key``, ``get``, ``Trained``) and ``.full`` (``train_full``
-and the command line).
+``train``), ``.store`` (the cache: ``cache_key``, ``run_key``, ``get``, ``Trained``) and ``.full`` (``train_full``,
+``full_dir`` and the command line).
 """
 
-from .full import main, state_dir, train_full
+from .full import full_dir, main, state_dir, train_full
 from .recipes import DINO_EPOCHS, FULL_RECIPES, RECIPES, SWEEP_SIZES, SWEEP_STEPS, recipe
 from .scene_recipes import SWEEP_PATCHES, VQA_BLOCKS
 from .store import (
@@ -65,6 +70,7 @@ __all__ = [
     "train",
     "train_full",
     "state_dir",
+    "full_dir",
     "main",
     "SWEEP_SIZES",
     "SWEEP_STEPS",

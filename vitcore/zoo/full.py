@@ -1,6 +1,6 @@
 """The zoo's ``--full`` runs and its command line: ``train_full`` trains a full recipe resumably
-(state under ``state_dir()``) and publishes it as a shipped checkpoint; ``main`` is
-``python -m vitcore.zoo``."""
+(state under ``state_dir()``) and writes it as a checkpoint with its manifest entry, into
+``full_dir()`` unless asked to publish it into the package; ``main`` is ``python -m vitcore.zoo``."""
 
 from __future__ import annotations
 
@@ -40,6 +40,35 @@ def state_dir() -> Path:
     return cache_root() / "zoo-state"
 
 
+def full_dir() -> Path:
+    """Where ``--full`` runs write their checkpoints and manifest by default:
+    ``$VITCORE_CACHE/zoo-full`` (the package's ``vitcore/checkpoints`` only when asked)."""
+    return cache_root() / "zoo-full"
+
+
+def _package_checkpoints() -> Path:
+    """The package's own checkpoint folder (as :data:`vitcore.shipped.CHECKPOINT_DIR` is
+    defined; that name may be pointed elsewhere to read a teacher), resolved."""
+    from .. import shipped
+
+    return Path(shipped.__file__).with_name("checkpoints").resolve()
+
+
+def _destination(name: str, quick: bool, out: str | Path | None, publish: bool) -> Path:
+    """The folder a full run writes into: ``out``, the package (``publish``) or :func:`full_dir`.
+    A quick run never writes into the package: its one-epoch model would replace the shipped one."""
+    if publish and out is not None:
+        raise ValueError(f"train {name}: give either out={str(out)!r} or publish=True (the package), not both")
+    folder = _package_checkpoints() if publish else Path(out) if out is not None else full_dir()
+    if quick and folder.resolve() == _package_checkpoints():
+        raise ValueError(
+            f"train {name}: a --quick run never publishes into the package ({folder}): its model would "
+            "replace the shipped checkpoint. Drop --publish (it then goes to $VITCORE_CACHE/zoo-full) or "
+            "give --out another folder."
+        )
+    return folder
+
+
 def _train_supervised(
     name: str, rec: dict, dev: torch.device, state: Path, progress: bool
 ) -> tuple[nn.Module, dict, dict]:
@@ -59,15 +88,24 @@ def _train_supervised(
 
 
 def train_full(
-    name: str, quick: bool = False, out: str | Path | None = None, device: str | None = None, progress: bool = True
+    name: str,
+    quick: bool = False,
+    out: str | Path | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    publish: bool = False,
 ) -> dict:
-    """Train the full recipe ``name`` (resumably) and publish it; return its manifest entry.
+    """Train the full recipe ``name`` (resumably) and write its checkpoint and manifest entry;
+    return the entry.
 
     ``quick`` runs the same code on 512 training and 500 test images for one epoch, for tests.
-    ``out`` is the folder to publish into (default: the package's ``vitcore/checkpoints``).
+    The checkpoint goes into ``out``, else into the package's ``vitcore/checkpoints`` with
+    ``publish=True`` (replacing the shipped one), else into :func:`full_dir`. A quick run into the
+    package is refused with a ``ValueError``, before any training.
     """
     from .. import shipped
 
+    folder = _destination(name, quick, out, publish)
     rec = recipe(name, full=True)
     method = rec.get("method")
     if method not in _SELF_EVALUATING:
@@ -89,7 +127,7 @@ def train_full(
     metrics["eval_device"] = "cpu float32"
     # A resumed run's wall time is its training time over all sessions (the history keeps counting).
     wall = max(time.perf_counter() - t0, float(metrics.get("train_seconds", 0.0)))
-    entry = shipped.publish(name, model, rec, metrics, epochs, command, dev, wall, out)
+    entry = shipped.publish(name, model, rec, metrics, epochs, command, dev, wall, folder)
     state.unlink(missing_ok=True)  # finished: the checkpoint is what is kept
     return entry
 
@@ -102,9 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train", help="train a recipe")
     tr.add_argument("name")
-    tr.add_argument("--full", action="store_true", help="the long recipe; publish into vitcore/checkpoints")
-    tr.add_argument("--quick", action="store_true", help="a few batches only (tests the path)")
-    tr.add_argument("--out", help="publish here instead of vitcore/checkpoints")
+    tr.add_argument("--full", action="store_true", help="the long recipe, into $VITCORE_CACHE/zoo-full")
+    tr.add_argument("--quick", action="store_true", help="a few batches only (tests the path); never into the package")
+    where = tr.add_mutually_exclusive_group()
+    where.add_argument("--out", help="write the checkpoint and its manifest entry into this folder")
+    where.add_argument(
+        "--publish", action="store_true", help="write into the package's vitcore/checkpoints (replaces the shipped one)"
+    )
     tr.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     sub.add_parser("list", help="list recipes and shipped checkpoints")
     args = parser.parse_args(argv)
@@ -117,9 +159,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"shipped {n}: {e['metrics']} ({e['device']}, {e['wall_seconds'] / 60:.0f} min)")
         return 0
     if not args.full:
+        if args.out or args.publish or args.quick:
+            parser.error("--out, --publish and --quick apply to --full runs (a live recipe goes into the zoo's cache)")
         trained = get(args.name, device=args.device, retrain=True)
         print(json.dumps(trained.metrics, indent=1))
         return 0
-    entry = train_full(args.name, quick=args.quick, out=args.out, device=args.device)
-    print(json.dumps({k: entry[k] for k in ("file", "sha256", "metrics", "wall_seconds")}, indent=1))
+    try:
+        folder = _destination(args.name, args.quick, args.out, args.publish)
+    except ValueError as err:
+        parser.error(str(err))
+    entry = train_full(args.name, quick=args.quick, out=folder, device=args.device)
+    shown = {"folder": str(folder)} | {k: entry[k] for k in ("file", "sha256", "metrics", "wall_seconds")}
+    print(json.dumps(shown, indent=1))
     return 0
