@@ -8,12 +8,15 @@ complete install writes the stamp and a second run installs nothing.
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[1]
 BASH = shutil.which("bash")
@@ -200,3 +203,19 @@ def test_apt_output_is_shown_whole_when_it_has_no_error_line(tmp_path):
     apt = 'echo "apt-get $*" >> "$APT_LOG"; echo "dpkg was interrupted, you must manually run dpkg"; exit 100'
     res, _ = system_packages(tmp_path, {"id": "echo 0", "apt-get": apt, "dpkg": DPKG})
     assert res.returncode == 0 and "[setup]   dpkg was interrupted, you must manually run" in res.stdout
+
+
+def test_requires_python_starts_where_the_setup_and_the_lock_do():
+    # pyproject.toml must not promise a Python the setup refuses and the lock was not compiled for.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    spec = SpecifierSet(pyproject["project"]["requires-python"])
+    setup_sh = (ROOT / ".ci" / "setup.sh").read_text()
+    m = re.search(r"\(3, (\d+)\) <= sys\.version_info\[:2\] < \(3, (\d+)\)", setup_sh)
+    assert m, "the setup's version check moved: update this test"
+    lowest, highest = int(m.group(1)), int(m.group(2)) - 1
+    assert f"3.{lowest - 1}" not in spec and f"3.{lowest}" in spec and f"3.{highest}" in spec
+    assert pyproject["tool"]["ruff"]["target-version"] == f"py3{lowest}"
+    assert pyproject["tool"]["mypy"]["python_version"] == f"3.{lowest}"
+    lock = (ROOT / "tests" / "check_lock.py").read_text()
+    assert f'PYTHONS = ("3.{lowest}", "3.{highest}")' in lock  # the lock check tries both ends
+    assert f"--python-version 3.{lowest}" in (ROOT / "requirements.txt").read_text().splitlines()[1]
