@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from vitcore import VisionTransformer, ViTConfig, patchify, unpatchify
 from vitcore.boxes import BoxParseError, parse_box
 from vitcore.checkpoint import load_weights, save_weights
+from vitcore.tolerance import assert_close
 
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SMALL = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -379,3 +380,172 @@ def test_truncated_data_file_through_the_public_loader(tmp_path, keep):
     (tmp_path / name).write_bytes(raw[: int(keep * len(raw)) if isinstance(keep, float) else keep])
     with pytest.raises(ValueError, match=rf"{tmp_path / name} (is not a readable gzip file|is empty).*corrupt"):
         data.load_fashion_mnist("test", data_dir=tmp_path, download=False)
+
+
+# ------------------------------------------------------- load_state_dict_strict, property-based
+_KEY = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
+
+
+@SMALL
+@given(
+    own=st.lists(_KEY, min_size=1, max_size=6, unique=True),
+    extra=st.lists(st.tuples(_KEY, st.integers(0, 11).map(str), _KEY).map(".".join), max_size=4, unique=True),
+    data=st.data(),
+)
+def test_load_state_dict_strict_names_every_missing_and_unexpected_key(own, extra, data):
+    from vitcore import CheckpointMismatchError, load_state_dict_strict
+
+    model = torch.nn.ParameterDict({k: torch.nn.Parameter(torch.zeros(2)) for k in own})
+    missing = data.draw(st.lists(st.sampled_from(own), unique=True, max_size=len(own)))
+    reshaped = data.draw(st.lists(st.sampled_from([k for k in own if k not in missing] or own), unique=True))
+    reshaped = [k for k in reshaped if k not in missing]
+    state = {k: torch.ones(3 if k in reshaped else 2) for k in own if k not in missing}
+    state.update({k: torch.ones(2) for k in extra})
+    if not (missing or extra or reshaped):
+        load_state_dict_strict(model, state)
+        assert all(torch.equal(p, torch.ones(2)) for p in model.values())
+        return
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_state_dict_strict(model, state)
+    msg = str(err.value)
+    if missing:
+        assert f"missing keys ({len(missing)}): {', '.join(sorted(missing))}" in msg
+    if extra:
+        assert f"unexpected keys ({len(extra)}): {', '.join(sorted(extra))}" in msg
+    for k in reshaped:
+        assert f"{k}: checkpoint (3,) vs model (2,)" in msg
+    assert all(torch.equal(p, torch.zeros(2)) for p in model.values())  # nothing loaded
+
+
+# ------------------------------------------ dtypes, empty batches and NaN at the public entries
+_ENTRIES = {
+    "forward": lambda m, x: m(x),
+    "forward_features": lambda m, x: m.forward_features(x),
+    "get_intermediate_layers": lambda m, x: m.get_intermediate_layers(x, 1),
+    "forward_with_attention": lambda m, x: m.forward_with_attention(x),
+    "patch_embed": lambda m, x: m.patch_embed(x),
+}
+_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8, torch.int64, torch.bool]
+
+
+@SMALL
+@given(entry=st.sampled_from(sorted(_ENTRIES)), dtype=st.sampled_from(_DTYPES), amp=st.booleans())
+def test_model_entries_name_a_dtype_they_cannot_take(vits, entry, dtype, amp):
+    x = (torch.rand(2, 3, 32, 32) * (255 if dtype == torch.uint8 else 1)).to(dtype)
+    # float32 always; under autocast also the half types (autocast converts them; torch leaves float64 alone)
+    ok = dtype == torch.float32 or (amp and dtype in (torch.float16, torch.bfloat16))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        if ok:
+            _ENTRIES[entry](vits[False], x)
+            return
+        with pytest.raises(TypeError, match=rf"images are {dtype}.*{torch.float32}") as err:
+            _ENTRIES[entry](vits[False], x)
+    if dtype == torch.uint8:
+        assert "vitcore.data.normalise" in str(err.value)  # says how to convert pixels
+
+
+def test_a_float64_model_takes_float64_images(vits):
+    model = VisionTransformer(vits[False].config).double().eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 32, 32, dtype=torch.float64)).dtype == torch.float64
+        with pytest.raises(TypeError, match="images are torch.float32, but the model's weights are torch.float64"):
+            model(torch.rand(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("entry", sorted(_ENTRIES))
+def test_model_entries_name_an_empty_batch(vits, entry):
+    with pytest.raises(ValueError, match=r"empty batch: images of shape \(0, 3, 32, 32\)"):
+        _ENTRIES[entry](vits[False], torch.zeros(0, 3, 32, 32))
+
+
+def test_patch_functions_and_normalise_name_an_empty_batch():
+    from vitcore import check_image
+    from vitcore.data import normalise
+
+    for fn in (lambda x: check_image(x, 4), lambda x: patchify(x, 4), normalise):
+        with pytest.raises(ValueError, match="empty batch"):
+            fn(torch.zeros(0, 1, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="empty batch"):
+        unpatchify(torch.zeros(0, 4, 16), 4, in_chans=1)
+    with pytest.raises(TypeError, match="got ndarray.*image_to_tensor"):
+        patchify(torch.zeros(1, 1, 8, 8).numpy(), 4)  # type: ignore[arg-type]  # what a reader might pass
+
+
+@SMALL
+@given(
+    entry=st.sampled_from(sorted(_ENTRIES)),
+    bad=st.lists(
+        st.tuples(st.integers(0, 1), st.integers(0, 2), st.integers(0, 31), st.integers(0, 31)),
+        min_size=0,
+        max_size=5,
+        unique=True,
+    ),
+    value=st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+)
+def test_model_entries_refuse_nan_and_inf_and_count_them(vits, entry, bad, value):
+    x = torch.rand(2, 3, 32, 32)
+    for b, c, i, j in bad:
+        x[b, c, i, j] = value
+    with torch.no_grad():
+        if not bad:
+            _ENTRIES[entry](vits[False], x)
+            return
+        with pytest.raises(ValueError, match=rf"images contain {len(bad)} NaN or inf value\(s\) \(of {x.numel()}\)"):
+            _ENTRIES[entry](vits[False], x)
+
+
+@pytest.mark.slow  # the first meta-device forward of a process loads torch's meta kernels (seconds)
+def test_the_finite_check_is_skipped_on_the_meta_device(vits):
+    import copy
+
+    from vitcore import count_macs
+
+    model = copy.deepcopy(vits[False]).to("meta")  # meta tensors hold no values to check
+    assert count_macs(model, (1, 3, 32, 32)) > 0
+
+
+# --------------------------------------------------------------------------------- normalise
+@FAST
+@given(
+    shape=st.sampled_from([(1, 28, 28), (3, 1, 28, 28), (2, 3, 8, 8)]),
+    seed=st.integers(0, 99),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.float16]),
+)
+def test_normalise_takes_uint8_pixels_or_floats_in_the_unit_range_alike(shape, seed, dtype):
+    from vitcore.data import MEAN, STD, normalise
+
+    u8 = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    expected = (u8.float() / 255.0 - MEAN) / STD  # the chapter-5 formula
+    expected = expected.unsqueeze(1) if u8.ndim == 3 else expected
+    assert torch.equal(normalise(u8), expected)  # uint8: bit for bit as before
+    unit = (u8.double() / 255).to(dtype)  # the same pixels as floats in [0, 1]: not divided again
+    assert normalise(unit).dtype == torch.float32
+    assert_close(normalise(unit), expected, dtype=dtype)
+
+
+@FAST
+@given(seed=st.integers(0, 99), case=st.sampled_from(["0..255 floats", "normalised already", "nan", "inf"]))
+def test_normalise_names_floats_it_cannot_take(seed, case):
+    from vitcore.data import normalise
+
+    u8 = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    u8[0, 0, 0], u8[0, 0, 1] = 0, 255  # the whole range is there
+    if case == "0..255 floats":
+        x, message = u8.float(), r"must be in \[0, 1\], got values in \[0, 255\]: pixels 0..255 in a float"
+    elif case == "normalised already":
+        x, message = normalise(u8), r"must be in \[0, 1\].*normalised already\?"
+    else:
+        x, message = u8.float() / 255, r"images contain 1 NaN or inf"
+        x[1, 2, 3] = float(case)
+    with pytest.raises(ValueError, match=message):
+        normalise(x)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int8, torch.bool])
+def test_normalise_names_other_integer_dtypes(dtype):
+    from vitcore.data import normalise
+
+    with pytest.raises(TypeError, match=rf"uint8 pixels \(0..255\) or floating-point images in \[0, 1\], got {dtype}"):
+        normalise(torch.zeros(2, 28, 28, dtype=dtype))
+    with pytest.raises(ValueError, match=r"\(B, H, W\) or \(B, C, H, W\), got shape \(28, 28\)"):
+        normalise(torch.zeros(28, 28, dtype=torch.uint8))

@@ -1,5 +1,7 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vitcore import PatchEmbed, build_pos_embed, patchify, resample_pos_embed, sincos_pos_embed_1d, sincos_pos_embed_2d
 from vitcore.tolerance import assert_close, is_close
@@ -70,3 +72,70 @@ def test_resample_keeps_prefix_and_is_identity_on_same_grid():
     assert_close(resample_pos_embed(flat, (5, 5), num_prefix_tokens=2), torch.ones(1, 27, 4), reduction=16)
     with pytest.raises(ValueError, match="not a square grid"):
         resample_pos_embed(torch.randn(1, 1 + 6, 4), (3, 3))
+
+
+# ------------------------------------------------------------- resample_pos_embed, property-based
+_grid = st.tuples(st.integers(1, 7), st.integers(1, 7))
+_RESAMPLE = settings(max_examples=40, deadline=None)
+
+
+def _pos(prefix: int, grid: tuple[int, int], dim: int, seed: int, dtype=torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, prefix + grid[0] * grid[1], dim, generator=g).to(dtype)
+
+
+@_RESAMPLE
+@given(old=_grid, new=_grid, prefix=st.integers(0, 3), dim=st.integers(1, 6), seed=st.integers(0, 9))
+def test_resample_shape_prefix_and_identity(old, new, prefix, dim, seed):
+    pe = _pos(prefix, old, dim, seed)
+    assert resample_pos_embed(pe, old, old_grid=old, num_prefix_tokens=prefix) is pe  # same grid: untouched
+    out = resample_pos_embed(pe, new, old_grid=old, num_prefix_tokens=prefix)
+    assert out.shape == (1, prefix + new[0] * new[1], dim)
+    assert torch.equal(out[:, :prefix], pe[:, :prefix])  # CLS and registers are not positions on the grid
+
+
+@_RESAMPLE
+@given(
+    old=_grid,
+    new=_grid,
+    prefix=st.integers(0, 2),
+    mode=st.sampled_from(["bicubic", "bilinear", "nearest", "nearest-exact", "area"]),
+    values=st.lists(st.floats(-3, 3), min_size=1, max_size=5),
+)
+def test_resampling_a_constant_grid_keeps_it_constant(old, new, prefix, mode, values):
+    dim = len(values)
+    pe = torch.cat([torch.randn(1, prefix, dim), torch.tensor(values).expand(1, old[0] * old[1], dim)], dim=1)
+    out = resample_pos_embed(pe, new, old_grid=old, num_prefix_tokens=prefix, mode=mode)
+    expected = torch.tensor(values).expand(1, new[0] * new[1], dim)
+    # an interpolated value is a weighted mean of at most 4 x 4 taps (bicubic) whose weights sum to 1
+    assert_close(out[:, prefix:], expected, reduction=16)
+
+
+@_RESAMPLE
+@given(old=_grid, k=st.integers(1, 3), prefix=st.integers(0, 2), seed=st.integers(0, 9))
+def test_nearest_upsampling_by_an_integer_factor_repeats_each_position(old, k, prefix, seed):
+    pe = _pos(prefix, old, 3, seed)
+    new = (old[0] * k, old[1] * k)
+    out = resample_pos_embed(pe, new, old_grid=old, num_prefix_tokens=prefix, mode="nearest")
+    grid = pe[0, prefix:].reshape(*old, 3)
+    expected = grid.repeat_interleave(k, 0).repeat_interleave(k, 1).reshape(1, -1, 3)
+    assert torch.equal(out[:, prefix:], expected)  # a copy: exact
+
+
+@_RESAMPLE
+@given(dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.float64]), new=_grid)
+def test_resample_keeps_the_dtype(dtype, new):
+    pe = _pos(1, (3, 3), 4, 0, dtype)
+    assert resample_pos_embed(pe, new).dtype == dtype
+
+
+def test_resample_names_bad_grids_and_prefix_counts():
+    pe = torch.randn(1, 1 + 9, 4)
+    with pytest.raises(ValueError, match=r"new_grid must be \(rows, cols\), both positive, got \(0, 3\)"):
+        resample_pos_embed(pe, (0, 3))
+    with pytest.raises(ValueError, match="num_prefix_tokens=10 leaves no patch positions"):
+        resample_pos_embed(pe, (2, 2), num_prefix_tokens=10)
+    with pytest.raises(ValueError, match="num_prefix_tokens=-1"):
+        resample_pos_embed(pe, (2, 2), num_prefix_tokens=-1)
+    with pytest.raises(ValueError, match="unknown interpolation mode 'cubic'"):
+        resample_pos_embed(pe, (2, 2), mode="cubic")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .patches import _pair, check_image
+from .patches import _pair, check_image, grid_size
 
 __all__ = ["PatchEmbed", "sincos_pos_embed_1d", "sincos_pos_embed_2d", "build_pos_embed", "resample_pos_embed"]
 
@@ -34,12 +34,15 @@ class PatchEmbed(nn.Module):
         self.patch_size = _pair(patch_size)
         self.in_chans = in_chans
         self.dynamic_img_size = dynamic_img_size
-        self.grid_size = check_image(torch.empty(0, in_chans, *self.img_size, device="meta"), self.patch_size)
+        self.grid_size = grid_size(self.img_size, self.patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image(x, self.patch_size, self.in_chans)
+        """The entry of every ViT (``embed``, ``forward``, ``get_intermediate_layers``, MAE, the VLM):
+        images of the weights' dtype (under autocast any but float64), at least one, finite;
+        anything else is an error that names it (:func:`~vitcore.patches.check_image`)."""
+        check_image(x, self.patch_size, self.in_chans, dtype=self.proj.weight.dtype, finite=True)
         if not self.dynamic_img_size and tuple(x.shape[-2:]) != self.img_size:
             raise ValueError(
                 f"this model was built for {self.img_size[0]}x{self.img_size[1]} images, got "
@@ -97,6 +100,9 @@ def build_pos_embed(kind: str, grid: tuple[int, int], dim: int, num_prefix_token
     return pe.unsqueeze(0)
 
 
+_RESAMPLE_MODES = ("bicubic", "bilinear", "nearest", "nearest-exact", "area")
+
+
 def resample_pos_embed(
     pos_embed: torch.Tensor,
     new_grid: tuple[int, int],
@@ -107,10 +113,20 @@ def resample_pos_embed(
     """Interpolate ``(1, prefix + H*W, D)`` position embeddings to a new patch grid.
 
     Prefix tokens (CLS, registers) are kept as they are; the patch part is reshaped to its
-    2D grid, resized with ``mode`` interpolation and flattened again (ViT paper, Sec. 3.2).
+    2D grid, resized with ``mode`` interpolation (``bicubic``, ``bilinear``, ``nearest``,
+    ``nearest-exact`` or ``area``) and flattened again (ViT paper, Sec. 3.2).
     """
     if pos_embed.ndim != 3 or pos_embed.shape[0] != 1:
         raise ValueError(f"expected pos_embed of shape (1, L, D), got {tuple(pos_embed.shape)}")
+    if mode not in _RESAMPLE_MODES:
+        raise ValueError(f"unknown interpolation mode {mode!r}; use one of {', '.join(_RESAMPLE_MODES)}")
+    if len(new_grid) != 2 or min(new_grid) < 1:
+        raise ValueError(f"new_grid must be (rows, cols), both positive, got {tuple(new_grid)}")
+    if not 0 <= num_prefix_tokens < pos_embed.shape[1]:
+        raise ValueError(
+            f"num_prefix_tokens={num_prefix_tokens} leaves no patch positions in pos_embed of shape "
+            f"{tuple(pos_embed.shape)}"
+        )
     prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     n = patches.shape[1]
     if old_grid is None:
@@ -124,6 +140,7 @@ def resample_pos_embed(
         return pos_embed
     dim = patches.shape[-1]
     grid = patches.reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)  # (1, D, h, w)
-    grid = F.interpolate(grid.float(), size=tuple(new_grid), mode=mode, align_corners=False)
+    smooth = mode in ("bilinear", "bicubic")  # align_corners exists only for these
+    grid = F.interpolate(grid.float(), size=tuple(new_grid), mode=mode, align_corners=False if smooth else None)
     patches = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], dim).to(pos_embed.dtype)
     return torch.cat([prefix, patches], dim=1)
