@@ -1,6 +1,7 @@
 """vitcore.train's one optimiser (ScheduledAdamW), its driver optimise() and IndexBatches,
 against AdamW and the schedule written out by hand."""
 
+import re
 from typing import cast
 
 import pytest
@@ -93,7 +94,8 @@ def test_a_scaler_skips_the_step_with_an_infinite_gradient():
     opt = ScheduledAdamW(model, 3, lr=0.1, warmup=0.0, scaler=scaler)
     before = [p.detach().clone() for p in model.parameters()]
     x, y = _data(8)
-    opt.step(F.cross_entropy(model(x), y) * float("inf"))  # inf gradients: skipped, scale halved
+    # a finite loss whose scaled gradients overflow float32: the step is skipped, the scale halved
+    opt.step(F.cross_entropy(model(x), y) * 1e36)
     assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
     assert scaler.get_scale() == 2.0**9
     opt.step(F.cross_entropy(model(x), y))  # a finite step is taken
@@ -129,3 +131,34 @@ def test_index_batches_shuffle_each_pass_and_cover_the_data():
     assert len(tail) == 4 and sorted(torch.cat(list(tail)).tolist()) == list(range(10))
     with pytest.raises(ValueError, match="do not fill one batch"):
         IndexBatches(2, 3)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_loss_is_refused_before_any_update(bad):
+    model = _model()
+    opt = ScheduledAdamW(model, 5, 0.1)
+    x, y = _data(8)
+    opt.step(F.cross_entropy(model(x), y))
+    before = [p.detach().clone() for p in model.parameters()]
+    adam_state = {k: v.clone() for k, v in opt.adamw.state[opt.params[0]].items()}
+    loss = F.cross_entropy(model(x), y) * bad
+    with pytest.raises(FloatingPointError, match=rf"the loss is {bad} at step 1 \(0-based\) of 5"):
+        opt.step(loss)
+    assert opt.steps_done == 1 and all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    assert all(torch.equal(v, opt.adamw.state[opt.params[0]][k]) for k, v in adam_state.items())
+
+
+def test_a_state_of_other_settings_is_refused():
+    model = _model()
+    a = ScheduledAdamW(model, 10, 0.1)
+    x, y = _data(8)
+    a.step(F.cross_entropy(model(x), y))
+    saved = a.state_dict()
+    ScheduledAdamW(_model(), 10, 0.1).load_state_dict(saved)  # the same settings: fine
+    for other, what in (
+        (ScheduledAdamW(_model(), 10, 0.2), "lr: 0.1 saved, 0.2 now"),
+        (ScheduledAdamW(_model(), 12, 0.1), "total_steps: 10 saved, 12 now"),
+        (ScheduledAdamW(_model(), 10, 0.1, weight_decay=0.1), "weight_decay: [0.05, 0.0] saved, [0.1, 0.0] now"),
+    ):
+        with pytest.raises(ValueError, match=rf"settings differ.*{re.escape(what)}"):
+            other.load_state_dict(saved)

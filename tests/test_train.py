@@ -167,7 +167,7 @@ def test_resumable_run_saves_after_each_epoch_and_resumes_to_the_same_end(tmp_pa
     with pytest.raises(KeyboardInterrupt):  # dies at the end of the second epoch
         _resumable(tmp_path / "cut.pt", stop_at_epoch=1)
     state = torch.load(tmp_path / "cut.pt", weights_only=True)
-    assert list(state) == ["model", "count", "step", "log", "rng"] and state["step"] == 3
+    assert list(state) == ["model", "count", "step", "log", "signature", "rng"] and state["step"] == 3
     log2, weight2, count2, batches2 = _resumable(tmp_path / "cut.pt")
     assert log2 == log and batches2 == batches[3:]
     assert torch.equal(weight2, weight) and torch.equal(count2, count)  # count: 3 restored + 4 steps
@@ -176,8 +176,110 @@ def test_resumable_run_saves_after_each_epoch_and_resumes_to_the_same_end(tmp_pa
 def test_resumable_run_refuses_too_few_examples_and_a_mid_epoch_state(tmp_path):
     with pytest.raises(ValueError, match="at least one batch of 3"):
         ResumableRun(5, 2, 3)
-    torch.save({"step": 4, "log": [{}] * 4}, tmp_path / "mid.pt")
+    signature = {"steps": 7, "n": 10, "batch_size": 3}
+    torch.save({"step": 4, "log": [{}] * 4, "signature": signature}, tmp_path / "mid.pt")
     run = ResumableRun(7, 10, 3, tmp_path / "mid.pt", progress=False)
-    run.resume()
-    with pytest.raises(ValueError, match="mid-epoch"):
-        next(iter(run.batches(torch.Generator())))
+    with pytest.raises(ValueError, match="mid.pt: it was saved at step 4, not at the end of one of the first epochs"):
+        run.resume()
+
+
+# ---- no silent NaN, no resuming another run
+class _GoesNaN(torch.nn.Module):
+    """A linear classifier whose output becomes NaN from its ``at``-th forward pass in training."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.fc, self.at, self.calls = torch.nn.Linear(28 * 28, 10), at, 0
+
+    def forward(self, x):
+        out = self.fc(x.flatten(1))  # (B, 10)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.at:
+                out = out * float("nan")
+        return out
+
+
+def _nan_loader(fmnist_train, n=64):
+    x, y = fmnist_train
+    return TensorLoader(x[:n], y[:n], batch_size=16, shuffle=True, drop_last=True, seed=0)
+
+
+def test_fit_stops_at_a_nan_loss_and_keeps_it_out_of_history_and_state(fmnist_train, tmp_path):
+    torch.manual_seed(0)
+    model, state = _GoesNaN(at=6), tmp_path / "run.pt"  # 4 steps an epoch: NaN at the 2nd of epoch 2
+    with pytest.raises(FloatingPointError, match=r"the loss is nan at step 5 \(0-based\) of 8"):
+        fit(model, _nan_loader(fmnist_train), epochs=2, device="cpu", progress=False, state_path=state)
+    saved = torch.load(state, weights_only=True)  # written after the first, finite, epoch
+    assert saved["epochs_done"] == 1 and len(saved["history"]["step_loss"]) == 4
+    assert all(math.isfinite(v) for k, vs in saved["history"].items() if isinstance(vs, list) for v in vs)
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the NaN step changed nothing
+
+
+def test_fit_refuses_a_state_of_another_run_naming_the_file(fmnist_train, tmp_path):
+    torch.manual_seed(0)
+    state = tmp_path / "run.pt"
+    fit(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), _nan_loader(fmnist_train), epochs=1,
+        device="cpu", progress=False, state_path=state)  # fmt: skip
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    for kwargs, what in (
+        (dict(loader=_nan_loader(fmnist_train, 128)), r"data_size: 64 saved, 128 now; steps_per_epoch: 4 saved, 8"),
+        (dict(lr=2e-3), r"lr: 0.001 saved, 0.002 now"),
+        (dict(label_smoothing=0.0), r"label_smoothing: 0.1 saved, 0.0 now"),
+    ):
+        loader = kwargs.pop("loader", _nan_loader(fmnist_train))
+        with pytest.raises(ValueError, match=rf"cannot resume from {state}: .*{what}.*same .*settings.*delete"):
+            fit(model, loader, epochs=1, device="cpu", progress=False, state_path=state, **kwargs)
+    old = torch.load(state, weights_only=True)
+    del old["signature"]  # as an older vitcore wrote it
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"old.pt: it was saved without a run signature"):
+        fit(model, _nan_loader(fmnist_train), device="cpu", progress=False, state_path=tmp_path / "old.pt")
+
+
+def _run_state(tmp_path, steps=7, n=10, batch_size=3, **settings):
+    """A ResumableRun (3 steps an epoch with the defaults) cut after its first epoch: its state file."""
+    path = tmp_path / "run.pt"
+    run = ResumableRun(steps, n, batch_size, path, progress=False, settings=settings)
+    run.resume(model=torch.nn.Linear(2, 1))
+    for step, _ in run.batches(torch.Generator().manual_seed(0)):
+        if step == 3:  # the state of the first epoch is written before this step begins
+            break
+        run.log.append({"step": step})
+    return path
+
+
+def test_resumable_run_refuses_a_state_of_another_run(tmp_path):
+    path = _run_state(tmp_path, recipe="abc")
+    assert torch.load(path, weights_only=True)["signature"] == {"steps": 7, "n": 10, "batch_size": 3, "recipe": "abc"}
+    ResumableRun(7, 10, 3, path, progress=False, settings={"recipe": "abc"}).resume(model=torch.nn.Linear(2, 1))
+    for args, settings, what in (
+        ((2, 10, 3), {"recipe": "abc"}, "steps: 7 saved, 2 now"),  # a state past the end: not an old log
+        ((7, 12, 3), {"recipe": "abc"}, "n: 10 saved, 12 now"),
+        ((7, 10, 2), {"recipe": "abc"}, "batch_size: 3 saved, 2 now"),
+        ((7, 10, 3), {"recipe": "xyz"}, "recipe: 'abc' saved, 'xyz' now"),
+    ):
+        run = ResumableRun(*args, path, progress=False, settings=settings)
+        with pytest.raises(ValueError, match=rf"cannot resume from {path}: .*{what}.*delete the file"):
+            run.resume(model=torch.nn.Linear(2, 1))
+        assert run.log == [] and run.start == 0
+    with pytest.raises(ValueError, match=rf"{path}: its 'model' does not fit"):
+        ResumableRun(7, 10, 3, path, progress=False, settings={"recipe": "abc"}).resume(model=torch.nn.Linear(3, 1))
+    path.write_bytes(b"not a state")
+    with pytest.raises(ValueError, match=rf"cannot resume from {path}: the state file is unreadable"):
+        ResumableRun(7, 10, 3, path, progress=False).resume()
+
+
+def test_the_vlm_token_cache_refuses_other_images(tmp_path):
+    from vitcore.vlm_runs.common import _cached_tokens
+
+    path = tmp_path / "grounding.state.pt"
+    train, test = torch.zeros(6, 3, 14, 14), torch.zeros(4, 3, 14, 14)
+    signature = {"n_train": 6, "n_test": 4, "layers": [11]}
+    torch.save({"train": torch.ones(6, 2, 8), "test": torch.ones(4, 2, 8), "signature": signature}, path)
+    got = _cached_tokens(None, train, test, [11], path, progress=False)  # read back: no ViT needed
+    assert got[0].shape == (6, 2, 8) and got[1].shape == (4, 2, 8)
+    with pytest.raises(ValueError, match=r"grounding.state.pt: .*n_train: 6 saved, 5 now.*delete the file"):
+        _cached_tokens(None, train[:5], test, [11], path, progress=False)
+    with pytest.raises(ValueError, match=r"layers: \[11\] saved, \[3, 11\] now"):
+        _cached_tokens(None, train, test, [3, 11], path, progress=False)

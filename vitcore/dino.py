@@ -257,9 +257,7 @@ def pretrain(
             t_out = list(teacher.head(t_feats).chunk(2))
             probs = crit.teacher_probs(torch.cat(t_out))  # with the centre before this step's update
         loss = crit(student(views), t_out)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"DINO loss is {loss.item()} at step {step}")
-        opt.step(loss)
+        opt.step(loss)  # raises FloatingPointError on a NaN or inf loss
         ema_update(teacher, student, cosine_schedule(m0, 1.0, step, steps))
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
         mean_p = probs.mean(0)

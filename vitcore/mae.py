@@ -164,13 +164,11 @@ def pretrain(
     )
     gen = torch.Generator().manual_seed(seed)  # batch order, flips and masks
     run.resume(device, model=model, opt=opt, rng=gen)
-    for step, idx in run.batches(gen):
+    for _, idx in run.batches(gen):
         xb = random_flip(images[idx], generator=gen).to(device)
         model.train()
         loss, _, _ = model(xb, mask_ratio, gen)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"MAE loss is {loss.item()} at step {step}")
-        opt.step(loss)
+        opt.step(loss)  # raises FloatingPointError on a NaN or inf loss
         run.log.append({"loss": loss.item()})
         run.bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     return run.log

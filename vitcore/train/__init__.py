@@ -6,8 +6,9 @@
 
 :class:`ScheduledAdamW` is the single optimisation step every trainer in the book takes (zero the
 gradients, backward, clip, AdamW at this step's warmup-cosine learning rate, with no weight decay
-on biases, norms, tokens and positions); :func:`optimise` drives it over any batches with any
-loss, and :func:`fit` drives it over a classification loader by epochs (with evaluation,
+on biases, norms, tokens and positions; a NaN or inf loss is a ``FloatingPointError`` naming the
+step, raised before anything changes, so no trainer goes on through it); :func:`optimise` drives
+it over any batches with any loss, and :func:`fit` drives it over a classification loader by epochs (with evaluation,
 resumable state and DDP). The MAE and DINO trainers (chapters 10, 11) take the same step, in the
 resumable loop of :class:`ResumableRun`.
 
@@ -21,13 +22,14 @@ DistributedDataParallel (DDP); see :func:`setup_distributed` and the book's appe
 
 The parts, all importable from ``vitcore.train``: ``.optim`` (schedule, optimiser, batches,
 ``optimise``), ``.loop`` (``fit``, ``predict``, ``evaluate``, ``History``), ``.resume``
-(``ResumableRun``) and ``.distributed``.
+(``ResumableRun``; ``load_state`` and ``check_signature``, how every resumable state is read) and
+``.distributed``.
 """
 
 from .distributed import cleanup_distributed, distributed_rank_and_size, is_main_process, setup_distributed
 from .loop import History, LossFn, evaluate, fit, predict
 from .optim import IndexBatches, ScheduledAdamW, optimise, param_groups, warmup_cosine
-from .resume import ResumableRun
+from .resume import ResumableRun, check_signature, load_state
 
 __all__ = [
     "warmup_cosine",
@@ -41,6 +43,8 @@ __all__ = [
     "predict",
     "LossFn",
     "ResumableRun",
+    "load_state",
+    "check_signature",
     "setup_distributed",
     "cleanup_distributed",
     "distributed_rank_and_size",

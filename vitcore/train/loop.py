@@ -25,6 +25,7 @@ from .distributed import (
     setup_distributed,
 )
 from .optim import ScheduledAdamW
+from .resume import check_signature, load_state
 
 # loss_fn(model, images, labels) -> (loss, logits used for the accuracy)
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -113,11 +114,20 @@ def fit(
         raise ValueError("the training loader yields no batches (too few images for one batch?)")
     total = epochs * steps_per_epoch
     opt = ScheduledAdamW(model, total, lr, weight_decay, warmup, min_lr=min_lr, clip_grad=clip_grad)
+    custom_loss = loss_fn
     loss_fn = loss_fn or (lambda m, x, y: _classify(m, x, y, label_smoothing))
     hist = History()
     start_epoch = 0
+    # What a saved state must match to be resumed (the optimiser checks its own settings).
+    signature = {
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": getattr(train_loader, "batch_size", None),
+        "data_size": _data_size(train_loader),
+        "label_smoothing": label_smoothing if custom_loss is None else None,  # the default loss's setting
+    }
     if state_path is not None and Path(state_path).is_file():
-        start_epoch, hist = _load_state(Path(state_path), model, opt, train_loader, total)
+        start_epoch, hist = _load_state(Path(state_path), model, opt, train_loader, signature)
     runner: nn.Module = model
     sampler = shard = None
     if world > 1:
@@ -175,15 +185,25 @@ def fit(
             bar.set_postfix(loss=f"{hist.epoch_loss[-1]:.3f}", test_acc=f"{ev['acc']:.3f}")
         if state_path is not None:
             if rank == 0:
-                _save_state(Path(state_path), model, opt, train_loader, hist, epoch + 1, total)
+                _save_state(Path(state_path), model, opt, train_loader, hist, epoch + 1, signature)
             if world > 1:
                 torch.distributed.barrier()  # the file is whole before any rank goes on (and may read it)
     bar.close()
     return hist
 
 
+def _data_size(loader: object) -> int | None:
+    """How many examples a loader draws from (a ``DataLoader``'s dataset, a ``TensorLoader``'s
+    images), or None when it does not say."""
+    for name in ("dataset", "images"):
+        data = getattr(loader, name, None)
+        if data is not None and hasattr(data, "__len__"):
+            return len(data)
+    return None
+
+
 def _save_state(
-    path: Path, model: nn.Module, opt: ScheduledAdamW, loader: object, hist: History, epochs_done: int, total_steps: int
+    path: Path, model: nn.Module, opt: ScheduledAdamW, loader: object, hist: History, epochs_done: int, signature: dict
 ) -> None:
     """Write a resumable training state to ``path`` (atomically)."""
     gen = getattr(loader, "generator", None)
@@ -192,7 +212,7 @@ def _save_state(
         "optimizer": opt.state_dict(),
         "history": hist.to_dict(),
         "epochs_done": epochs_done,
-        "total_steps": total_steps,
+        "signature": signature,
         "torch_rng": torch.get_rng_state(),
         "loader_rng": gen.get_state() if isinstance(gen, torch.Generator) else torch.empty(0, dtype=torch.uint8),
     }
@@ -201,23 +221,21 @@ def _save_state(
 
 
 def _load_state(
-    path: Path, model: nn.Module, opt: ScheduledAdamW, loader: object, total_steps: int
+    path: Path, model: nn.Module, opt: ScheduledAdamW, loader: object, signature: dict
 ) -> tuple[int, History]:
-    """Restore what :func:`_save_state` wrote; return the number of finished epochs and the history."""
+    """Restore what :func:`_save_state` wrote (refusing a state of another run, naming the file);
+    return the number of finished epochs and the history."""
+    state = load_state(path)
+    check_signature(path, state, signature)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    except (KeyError, ValueError, RuntimeError) as err:
         raise ValueError(
-            f"cannot resume from {path}: the state file is unreadable ({type(err).__name__}: "
-            f"{err}). Delete it to start the run afresh."
+            f"cannot resume from {path}: its model or optimiser does not fit this run ({type(err).__name__}: "
+            f"{err}). Run again with the same model and settings to continue it, or delete the file to start "
+            "afresh."
         ) from err
-    if state.get("total_steps") != total_steps:
-        raise ValueError(
-            f"cannot resume from {path}: it belongs to a run of {state.get('total_steps')} steps, "
-            f"this one has {total_steps}. Delete it to start afresh."
-        )
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     gen = getattr(loader, "generator", None)
     if isinstance(gen, torch.Generator) and state["loader_rng"].numel():

@@ -102,9 +102,20 @@ class ScheduledAdamW:
         )
 
     def step(self, loss: torch.Tensor, weight: float = 1.0) -> float:
-        """One optimisation step on ``loss * weight``; returns the learning rate it used."""
+        """One optimisation step on ``loss * weight``; returns the learning rate it used.
+
+        A NaN or infinite ``loss`` raises ``FloatingPointError`` naming the step and the value,
+        before anything is updated: no trainer of the book goes on through a diverged loss.
+        """
         if self.steps_done >= self.total_steps:
             raise RuntimeError(f"all {self.total_steps} steps of the schedule are taken")
+        if not bool(torch.isfinite(loss.detach()).all()):
+            value = loss.item() if loss.numel() == 1 else loss.detach().flatten().tolist()
+            raise FloatingPointError(
+                f"the loss is {value} at step {self.steps_done} (0-based) of {self.total_steps}; nothing was "
+                "updated. The run diverged (try a lower learning rate or a longer warmup) or the batch holds "
+                "NaN or inf values."
+            )
         lr = self.lr
         for group in self.adamw.param_groups:
             group["lr"] = lr
@@ -125,10 +136,31 @@ class ScheduledAdamW:
         self.steps_done += 1
         return lr
 
+    def settings(self) -> dict[str, Any]:
+        """The schedule and AdamW's settings, as plain values: what a resumed run must share."""
+        groups = self.adamw.param_groups
+        return {
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "lr": self.base_lr,
+            "min_lr": self.min_lr,
+            "clip_grad": self.clip_grad,
+            "betas": [float(b) for b in self.adamw.defaults["betas"]],
+            "weight_decay": [g["weight_decay"] for g in groups],
+            "params": [sum(p.numel() for p in g["params"]) for g in groups],
+        }
+
     def state_dict(self) -> dict[str, Any]:
-        return {"adamw": self.adamw.state_dict(), "steps_done": self.steps_done}
+        return {"adamw": self.adamw.state_dict(), "steps_done": self.steps_done, "settings": self.settings()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; a state saved with other :meth:`settings` is a ``ValueError``
+        naming each one that differs (AdamW would silently take the saved weight decay and betas)."""
+        saved, now = state.get("settings"), self.settings()
+        if saved is not None and saved != now:
+            keys = sorted(set(saved) | set(now))
+            diff = [f"{k}: {saved.get(k)!r} saved, {now.get(k)!r} now" for k in keys if saved.get(k) != now.get(k)]
+            raise ValueError("the optimiser's settings differ from the saved run's (" + "; ".join(diff) + ")")
         self.adamw.load_state_dict(state["adamw"])
         self.steps_done = int(state["steps_done"])
 
@@ -203,9 +235,7 @@ def optimise(
         for step, batch in zip(range(steps), _repeat(batches)):
             with autocast(device):
                 loss = loss_of(batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: the loss is {loss.item()} at step {step}")
-            opt.step(loss)
+            opt.step(loss)  # raises FloatingPointError on a NaN or inf loss
             losses.append(loss.item())
             if on_step is not None:
                 on_step(step, losses[-1])

@@ -1,6 +1,11 @@
 """The resumable loop of the self-supervised pre-training runs (chapters 10 and 11):
 :class:`ResumableRun` shuffles the images epoch by epoch, evaluates after each epoch and saves the
-run's state, so that a run started again with the same arguments goes on after its last saved epoch."""
+run's state, so that a run started again with the same arguments goes on after its last saved epoch.
+
+Every resumable state (this loop's, :func:`~vitcore.train.fit`'s, the VLM runs' token cache) is read
+by :func:`load_state`, which names the file in every error, and carries a run *signature* (the
+loop's settings: steps, data size, batch size, ...) that :func:`check_signature` compares with the
+run asking to resume: a state of another run is refused, never silently continued."""
 
 from __future__ import annotations
 
@@ -13,6 +18,40 @@ import torch
 from ..checkpoint import atomic_write
 
 
+def load_state(path: str | Path, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
+    """A resumable state written with ``torch.save``, read with ``weights_only=True``; a file that
+    cannot be read is a ``ValueError`` naming it and saying what to do."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            f"cannot resume from {path}: the state file is unreadable ({type(err).__name__}: {err}). "
+            "Delete it to start the run afresh."
+        ) from err
+    if not isinstance(state, dict):
+        raise ValueError(f"cannot resume from {path}: it holds a {type(state).__name__}, not a run's state")
+    return state
+
+
+def check_signature(path: str | Path, saved: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Refuse to resume from the state ``saved`` (read from ``path``) unless its ``"signature"``
+    equals ``expected``, the settings of the run asking to resume: a ``ValueError`` naming the file
+    and each setting that differs."""
+    got = saved.get("signature")
+    if got == expected:
+        return
+    if not isinstance(got, dict):
+        what = "it was saved without a run signature (by an older vitcore, or not by this loop)"
+    else:
+        keys = sorted(set(got) | set(expected))
+        diff = [f"{k}: {got.get(k)!r} saved, {expected.get(k)!r} now" for k in keys if got.get(k) != expected.get(k)]
+        what = "it belongs to a run with other settings (" + "; ".join(diff) + ")"
+    raise ValueError(
+        f"cannot resume from {path}: {what}. Run again with the same settings to continue it, or delete "
+        "the file to start this run afresh."
+    )
+
+
 class ResumableRun:
     """``steps`` steps over ``n`` images in shuffled whole batches of ``batch_size`` (the partial
     batch of an epoch is left out; fewer images than one batch is a ``ValueError``), with a
@@ -23,6 +62,10 @@ class ResumableRun:
     >>> for step, idx in run.batches(gen):  # idx: the batch's indices, a new shuffle each epoch
     ...     run.log.append({"loss": train_step(images[idx])})
     >>> run.log  # one record per step
+
+    The state records the run's signature: ``steps``, ``n``, ``batch_size`` and the ``settings``
+    given (plain values, e.g. a recipe's hash); :meth:`resume` refuses a state whose signature
+    differs, naming the file and the settings.
 
     The loop's body appends one record per step to ``run.log`` (and may set the postfix of the
     tqdm bar ``run.bar``). At the end of every epoch, and after the last step, ``on_epoch(epoch)``
@@ -40,10 +83,13 @@ class ResumableRun:
         on_epoch: Callable[[int], dict] | None = None,
         desc: str = "pre-training",
         progress: bool = True,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         if n < batch_size:
             raise ValueError(f"need at least one batch of {batch_size} images, got {n}")
         self.steps, self.n, self.batch_size, self.per_epoch = steps, n, batch_size, n // batch_size
+        # What a state must match to be resumed (an optimiser's own settings are checked by it).
+        self.signature: dict[str, Any] = {"steps": steps, "n": n, "batch_size": batch_size, **(settings or {})}
         self.state_path, self.on_epoch, self.desc, self.progress = state_path, on_epoch, desc, progress
         self.state: dict[str, Any] = {}
         self.log: list[dict] = []  # one record per step (a resumed run's first ones restored)
@@ -54,19 +100,35 @@ class ResumableRun:
         """Name what the state file holds: modules and optimisers (saved by their ``state_dict``),
         tensors (as they are) and random generators (by their states, saved last, after the next
         ``"step"`` and the ``"log"``). If ``state_path`` exists, all of it is restored from there
-        (onto ``device``) and the run starts at the first step of the epoch after the saved one."""
+        (onto ``device``) and the run starts at the first step of the epoch after the saved one.
+        A state of another run (its signature differs), or one that does not hold what is named
+        here, is a ``ValueError`` naming the file."""
         self.state = state
-        if self.state_path is None or not Path(self.state_path).is_file():
+        path = self.state_path
+        if path is None or not Path(path).is_file():
             return
-        saved = torch.load(self.state_path, map_location=device, weights_only=True)
-        for key, obj in state.items():
-            if isinstance(obj, torch.Generator):
-                obj.set_state(saved[key])
-            elif isinstance(obj, torch.Tensor):
-                obj.copy_(saved[key])
-            else:
-                obj.load_state_dict(saved[key])
-        self.log, self.start = saved["log"], saved["step"]
+        saved = load_state(path, device)
+        check_signature(path, saved, self.signature)
+        step = saved.get("step")
+        if not isinstance(step, int) or not 0 < step < self.steps or step % self.per_epoch:
+            raise ValueError(
+                f"cannot resume from {path}: it was saved at step {step!r}, not at the end of one of the "
+                f"first epochs of {self.steps} steps ({self.per_epoch} an epoch). Delete it to start afresh."
+            )
+        try:
+            for key, obj in state.items():
+                if isinstance(obj, torch.Generator):
+                    obj.set_state(saved[key])
+                elif isinstance(obj, torch.Tensor):
+                    obj.copy_(saved[key])
+                else:
+                    obj.load_state_dict(saved[key])
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise ValueError(
+                f"cannot resume from {path}: its {key!r} does not fit this run ({type(err).__name__}: {err}). "
+                "Run again with the same settings to continue it, or delete the file to start afresh."
+            ) from err
+        self.log, self.start = saved["log"], step
 
     def batches(self, generator: torch.Generator) -> Iterator[tuple[int, torch.Tensor]]:
         """``(step, indices)`` for the steps left: a fresh permutation of the ``n`` images from
@@ -74,8 +136,6 @@ class ResumableRun:
         from tqdm.auto import tqdm
 
         steps, per_epoch, size, log = self.steps, self.per_epoch, self.batch_size, self.log
-        if self.start % per_epoch:
-            raise ValueError(f"state {self.state_path} was saved mid-epoch (step {self.start})")
         self.bar = bar = tqdm(
             range(self.start, steps), desc=self.desc, disable=not self.progress, initial=self.start, total=steps
         )
@@ -99,7 +159,7 @@ class ResumableRun:
             for k, obj in self.state.items()
             if k not in rngs
         }
-        saved.update(step=next_step, log=self.log)
+        saved.update(step=next_step, log=self.log, signature=self.signature)
         saved.update(rngs)
         with atomic_write(path) as f:
             torch.save(saved, f)

@@ -81,15 +81,20 @@ def _cached_tokens(
     progress: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ViT tokens of the training and held-out images, from ``state_path`` if an earlier,
-    interrupted run of the same recipe left them there (else computed, then saved there)."""
+    interrupted run of the same recipe left them there (else computed, then saved there). A state
+    of other images or layers is refused, naming the file."""
+    from ..train import check_signature, load_state
+
+    signature = {"n_train": len(train_images), "n_test": len(test_images), "layers": list(layers)}
     if state_path is not None and state_path.is_file():
-        cached = torch.load(state_path, map_location="cpu", weights_only=True)
+        cached = load_state(state_path)
+        check_signature(state_path, cached, signature)
         return cached["train"], cached["test"]
     f_train = vit_tokens(vit, train_images, layers, progress=progress, desc="ViT tokens, training")
     f_test = vit_tokens(vit, test_images, layers, progress=progress, desc="ViT tokens, held out")
     if state_path is not None:
         with atomic_write(state_path) as f:
-            torch.save({"train": f_train, "test": f_test}, f)
+            torch.save({"train": f_train, "test": f_test, "signature": signature}, f)
     return f_train, f_test
 
 
