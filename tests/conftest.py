@@ -14,7 +14,8 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.
 # Test files whose outcome cannot depend on how the CPU rounds floating point: files, text,
 # processes, the built site, installs. Everything else is marked ``numerics``. .ci/test runs each test
 # once: ``-m "not numerics"`` on the native kernels, ``-m numerics`` on a second kernel path (another
-# processor's rounding); a plain ``pytest tests`` runs all of them natively.
+# processor's rounding); a plain ``pytest tests`` runs all of them natively. A test in one of these
+# files that compares floats carries ``@pytest.mark.numerics`` itself (test_tolerance.py checks it).
 # test_checkpoints re-measures every shipped model; the book build re-measures them again on the
 # second path (each chapter asserts that its checkpoints reach their recorded accuracy).
 NOT_NUMERICS = {

@@ -17,6 +17,7 @@ def load_script():
 
 
 @pytest.mark.slow
+@pytest.mark.numerics  # compares logits with timm's (the file's other tests do not depend on rounding)
 def test_smoke_run_as_a_script(tmp_path):
     out = tmp_path / "smoke.json"
     proc = subprocess.run(
@@ -45,6 +46,7 @@ def test_smoke_run_as_a_script(tmp_path):
 MICRO_REDUCTION, MICRO_DEPTH = 4 * 64, 2  # the micro model: embed_dim 64, MLP 256, two blocks
 
 
+@pytest.mark.numerics
 def test_micro_pair_computes_the_same_logits():
     bench = load_script()
     assert (bench.MICRO["embed_dim"], bench.MICRO["depth"]) == (64, MICRO_DEPTH)

@@ -1,4 +1,6 @@
+import ast
 import math
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -52,3 +54,71 @@ def test_message_is_kept():
 
 def test_sqrt_rule():
     assert tolerance(reduction=4, depth=3).rtol == pytest.approx(8 * torch.finfo(torch.float32).eps * math.sqrt(4) * 3)
+
+
+def test_a_comparison_looser_than_the_ceiling_is_refused_not_passed():
+    """bfloat16 against float32 at ViT-B size (MLP sums of 3072, 12 blocks) would need rtol = atol
+    = 41.6: any tensor would pass, even zeros. The rule refuses to compare rather than accept."""
+    g = torch.Generator().manual_seed(0)
+    expected = torch.randn(4, 197, 768, generator=g)
+    for actual in (expected.bfloat16(), torch.zeros_like(expected).bfloat16()):
+        with pytest.raises(
+            ValueError, match=r"bfloat16 with reduction=3072, depth=12 would need a tolerance of 41\.6"
+        ) as err:
+            assert_close(actual, expected, reduction=3072, depth=12)
+        assert "actual is torch.bfloat16 and expected torch.float32" in str(err.value)
+        assert "common, finer dtype" in str(err.value) and "smaller piece" in str(err.value)
+        with pytest.raises(ValueError, match="ceiling"):  # not False: there was no comparison
+            is_close(actual, expected, reduction=3072, depth=12)
+    with pytest.raises(ValueError, match=r"float16 with reduction=768, depth=1 would need a tolerance of 0\.2"):
+        assert_close(expected.half(), expected, reduction=768)
+    with pytest.raises(ValueError, match="ceiling"):  # an explicit dtype is held to the same ceiling
+        assert_close(expected, expected, dtype=torch.bfloat16, reduction=4)
+
+
+def test_comparisons_under_the_ceiling_still_work():
+    from vitcore.tolerance import MAX_TOLERANCE
+
+    assert tolerance(torch.bfloat16, reduction=2).rtol <= MAX_TOLERANCE < tolerance(torch.bfloat16, reduction=3).rtol
+    x = torch.randn(64, 32)
+    assert_close(x.bfloat16(), x, reduction=2)  # rounding to bfloat16 is within one eps
+    assert not is_close(x.bfloat16() * 1.5, x)  # and a 50% scale bug still shows
+    assert_close(x + 1e-7 * x, x, reduction=3072, depth=12)  # float32 at ViT-B size: 6e-4
+
+
+def _float_comparisons(path: Path) -> dict[str, bool]:
+    """Test functions of a file that compare floats through the tolerance rule or torch's
+    comparisons, each with whether it carries ``@pytest.mark.numerics``."""
+    compare = {"assert_close", "is_close", "tolerance", "allclose"}
+    found = {}
+    for node in ast.parse(path.read_text()).body:
+        if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test"):
+            continue
+        calls = {
+            c.func.attr if isinstance(c.func, ast.Attribute) else getattr(c.func, "id", "")
+            for c in ast.walk(node)
+            if isinstance(c, ast.Call)
+        }
+        if calls & compare:
+            found[node.name] = any("numerics" in ast.unparse(d) for d in node.decorator_list)
+    return found
+
+
+def test_float_comparisons_in_not_numerics_files_carry_the_numerics_marker():
+    """conftest marks whole files as not depending on the CPU's rounding; a test in such a file
+    that compares floats must say ``@pytest.mark.numerics`` itself, so that it runs on the second
+    kernel path too."""
+    from conftest import NOT_NUMERICS
+
+    tests = Path(__file__).parent
+    unmarked = [
+        f"{name}::{fn}"
+        for name in sorted(NOT_NUMERICS)
+        for fn, marked in _float_comparisons(tests / name).items()
+        if not marked
+    ]
+    assert not unmarked, f"float comparisons without @pytest.mark.numerics: {unmarked}"
+    assert _float_comparisons(tests / "test_benchmarks.py") == {
+        "test_smoke_run_as_a_script": True,
+        "test_micro_pair_computes_the_same_logits": True,
+    }

@@ -18,6 +18,13 @@ same rule works for logits near 10 and for attention weights near 0.01. The safe
 covers the gap between the random-walk estimate and a worst case seen across CPUs; a real bug
 (a wrong scale, a transposed weight, a missing bias) is off by orders of magnitude more.
 
+The rule has a ceiling, :data:`MAX_TOLERANCE` (0.1): :func:`assert_close` refuses a comparison
+that would need more. At 0.1 each element may already differ by about a fifth of the tensor's
+typical size (``rtol`` plus ``atol``); any looser and the bugs the rule exists to catch, off by
+about the size of the values themselves, no longer stand out. That refuses bfloat16 for
+anything but a few additions (bfloat16 against float32 at ViT-B size would need 41.6): compare
+two computations in a common dtype, or a smaller piece of them (one layer instead of twelve).
+
 Exact equality is the right test only where it is guaranteed: the same operations on the same
 shapes (a reshape, a gather, integer arithmetic). Chapter 1's ``patchify`` is such a case.
 
@@ -32,9 +39,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["Tolerance", "tolerance", "assert_close", "is_close"]
+__all__ = ["Tolerance", "tolerance", "assert_close", "is_close", "MAX_TOLERANCE"]
 
 SAFETY = 8.0
+MAX_TOLERANCE = 0.1  # the loosest rtol (= atol / RMS) that assert_close accepts; see the module docstring
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,10 @@ def assert_close(
     """Assert that two computations of the same tensor agree within :func:`tolerance`.
 
     ``dtype`` defaults to the lower-precision dtype of the two. Shapes must match exactly; the
-    tensors may live on different devices (both are compared on the CPU).
+    tensors may live on different devices (both are compared on the CPU). A comparison whose
+    tolerance would exceed :data:`MAX_TOLERANCE` is refused with a ``ValueError`` (not an
+    ``AssertionError``: it says nothing about the tensors), naming the dtype, ``reduction`` and
+    ``depth`` that led to it.
     """
     if not isinstance(actual, torch.Tensor) or not isinstance(expected, torch.Tensor):
         raise TypeError(f"assert_close compares tensors, got {type(actual).__name__} and {type(expected).__name__}")
@@ -94,7 +105,18 @@ def assert_close(
     if dtype is None:  # the coarser of the two floating dtypes (float32 if neither is one)
         floats = [d for d in (actual.dtype, expected.dtype) if d.is_floating_point] or [torch.float32]
         dtype = max(floats, key=lambda d: torch.finfo(d).eps)
-    rtol, atol = _scaled(expected, tolerance(dtype, reduction=reduction, depth=depth))
+    tol = tolerance(dtype, reduction=reduction, depth=depth)
+    if tol.rtol > MAX_TOLERANCE:
+        mixed = actual.dtype != expected.dtype
+        raise ValueError(
+            f"comparing in {dtype} with reduction={reduction}, depth={depth} would need a tolerance of "
+            f"{tol.rtol:.3g}, above the ceiling of {MAX_TOLERANCE}: that loose, a wrong scale or a "
+            "transposed weight would pass. "
+            + (f"actual is {actual.dtype} and expected {expected.dtype}: " if mixed else "")
+            + "compute both in a common, finer dtype (float32), or compare a smaller piece (fewer "
+            "blocks: a smaller depth; a shorter sum: a smaller reduction)"
+        )
+    rtol, atol = _scaled(expected, tol)
     torch.testing.assert_close(
         actual.detach().cpu().float(),
         expected.detach().cpu().float(),
