@@ -117,14 +117,16 @@ class GroundingTokenizer:
         if unknown and not lenient:
             numbers = [t for t in unknown if t.isdigit()]
             words = [t for t in unknown if not t.isdigit()]
-            parts = []
+            parts, fixes = [], []
             if words:
                 parts.append(f"unknown word(s) {words} (not in this tokenizer's vocabulary of {len(self)})")
+                fixes.append("fix the spelling or add the words to the vocabulary")
             if numbers:
                 parts.append(f"number(s) {numbers} that are not coordinates 0..{self.grid} of the grid")
+                fixes.append(f"put boxes on the {self.grid}-step grid (vitcore.boxes.quantize_box)")
             raise ValueError(
-                f"{text!r} has " + " and ".join(parts) + "; fix the text, add the words to the vocabulary, "
-                "or pass lenient=True to encode them as <unk>"
+                f"{text!r} has " + " and ".join(parts) + "; " + ", ".join(fixes) + ", or pass lenient=True "
+                "to encode them as <unk>"
             )
         ids = [self.stoi.get(t, self.unk_id) for t in toks]
         return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
