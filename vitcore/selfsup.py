@@ -28,7 +28,15 @@ from .data import load_fashion_mnist, normalise, stratified_indices
 from .device import seed_everything
 from .vit import VisionTransformer, ViTConfig
 
-__all__ = ["initial_model", "knn_accuracy", "linear_probe", "train_dino", "train_mae"]
+__all__ = [
+    "initial_model",
+    "knn_accuracy",
+    "linear_probe",
+    "pixel_knn_accuracy",
+    "pretraining_images",
+    "train_dino",
+    "train_mae",
+]
 
 
 def initial_model(rec: dict) -> nn.Module:
@@ -45,12 +53,43 @@ def initial_model(rec: dict) -> nn.Module:
     return VisionTransformer(ViTConfig(**spec))
 
 
-def _eval_sets() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(bank images, bank labels, query images, query labels), normalised, on the CPU."""
+def _eval_sets(rec: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(bank images, bank labels, query images, query labels), normalised, on the CPU.
+
+    Fashion-MNIST: 10,000 training images and the 10,000 test images. Item scenes
+    (``rec["data"]["dataset"] == "item_scenes"``): 10,000 scenes of training garments and 5,000
+    scenes of test garments (:func:`vitcore.scenes.item_scenes`), none of them seen in pre-training.
+    """
+    if rec is not None and rec["data"].get("dataset") == "item_scenes":
+        from .scenes.items import item_scenes, normalise_scenes
+
+        bank_x, bank_y = item_scenes("train", 10_000, seed=SCENE_BANK_SEED)
+        query_x, query_y = item_scenes("test", 5_000, seed=SCENE_QUERY_SEED)
+        return normalise_scenes(bank_x), bank_y, normalise_scenes(query_x), query_y
     train_x, train_y = load_fashion_mnist("train")
     test_x, test_y = load_fashion_mnist("test")
     bank = stratified_indices(train_y, 10_000, seed=1)
     return normalise(train_x[bank]), train_y[bank], normalise(test_x), test_y
+
+
+# The seeds of the item scenes a run pre-trains on (``rec["data"]["seed"]``, default 0) and of the
+# evaluation scenes: different seeds, so no evaluation scene is a pre-training scene.
+SCENE_BANK_SEED, SCENE_QUERY_SEED = 1001, 1002
+
+
+def pretraining_images(rec: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """A run's pre-training images (normalised, CPU) and their labels (never used in pre-training)."""
+    data = rec["data"]
+    n = data.get("n_train")
+    if data.get("dataset") == "item_scenes":
+        from .scenes.items import item_scenes, normalise_scenes
+
+        x, y = item_scenes("train", n, seed=data.get("seed", 0))
+        return normalise_scenes(x), y
+    train_x, train_y = load_fashion_mnist("train")
+    if n is not None:
+        train_x, train_y = train_x[:n], train_y[:n]
+    return normalise(train_x), train_y
 
 
 def knn_accuracy(backbone: nn.Module, sets: tuple | None = None, k: int = 20) -> float:
@@ -61,21 +100,44 @@ def knn_accuracy(backbone: nn.Module, sets: tuple | None = None, k: int = 20) ->
     return knn_hits(embed(backbone, bank_x), bank_y, embed(backbone, query_x), query_y, k=k).float().mean().item()
 
 
-def linear_probe(backbone: nn.Module, fraction: float, seed: int = 1) -> float:
-    """Test accuracy of a logistic regression on frozen, standardised features from ``fraction`` of the labels."""
+def linear_probe(backbone: nn.Module | None, fraction: float, seed: int = 1, rec: dict | None = None) -> float:
+    """Test accuracy of a logistic regression on frozen, standardised features from ``fraction`` of the labels.
+
+    Fashion-MNIST (default): ``fraction`` of the 60,000 training images, tested on the 10,000 test
+    images. With an item-scene ``rec``: ``fraction`` of its pre-training scenes (now with their
+    labels), tested on its 5,000 query scenes of test garments. ``backbone=None`` probes the raw
+    (normalised) pixels, the control that tells whether features beat their own input.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     from .dino import embed
 
-    train_x, train_y = load_fashion_mnist("train")
-    test_x, test_y = load_fashion_mnist("test")
-    idx = stratified_indices(train_y, int(len(train_y) * fraction), seed=seed)
-    f_train = embed(backbone, normalise(train_x[idx])).numpy()
-    f_test = embed(backbone, normalise(test_x)).numpy()
+    def features(x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) if backbone is None else embed(backbone, x)
+
+    if rec is not None and rec["data"].get("dataset") == "item_scenes":
+        train_x, train_y = pretraining_images(rec)
+        _, _, test_x, test_y = _eval_sets(rec)
+        idx = stratified_indices(train_y, int(len(train_y) * fraction), seed=seed)
+        f_train, f_test = features(train_x[idx]).numpy(), features(test_x).numpy()
+    else:
+        train_u8, train_y = load_fashion_mnist("train")
+        test_u8, test_y = load_fashion_mnist("test")
+        idx = stratified_indices(train_y, int(len(train_y) * fraction), seed=seed)
+        f_train, f_test = features(normalise(train_u8[idx])).numpy(), features(normalise(test_u8)).numpy()
     scaler = StandardScaler().fit(f_train)
     clf = LogisticRegression(max_iter=2000).fit(scaler.transform(f_train), train_y[idx].numpy())
     return float(clf.score(scaler.transform(f_test), test_y.numpy()))
+
+
+def pixel_knn_accuracy(sets: tuple) -> float:
+    """20-NN accuracy of the raw (normalised) pixels themselves, under the same protocol as :func:`knn_accuracy`."""
+    from .dino import knn_hits
+
+    bank_x, bank_y, query_x, query_y = sets
+    bank, query = F.normalize(bank_x.flatten(1), dim=-1), F.normalize(query_x.flatten(1), dim=-1)
+    return knn_hits(bank, bank_y, query, query_y).float().mean().item()
 
 
 def _history(log: list[dict]) -> dict:
@@ -101,10 +163,8 @@ def _pretrain(
     :func:`vitcore.mae.pretrain`, given ``models`` first) on its unlabelled training images
     (normalised) with the batch size, seed and ``train`` settings of the recipe, judging the
     features of ``judged(model)`` by k-NN after every epoch. Returns ``(log, evaluation sets, steps)``."""
-    train_x, _ = load_fashion_mnist("train")
-    n = rec["data"].get("n_train")
-    images = normalise(train_x if n is None else train_x[:n])
-    sets: tuple[torch.Tensor, ...] = _eval_sets()
+    images, _ = pretraining_images(rec)
+    sets: tuple[torch.Tensor, ...] = _eval_sets(rec)
     if quick:
         sets = tuple(s[:500] for s in sets)
     steps = rec["train"]["epochs"] * (len(images) // rec["data"]["batch_size"])
@@ -121,7 +181,7 @@ def _pretrain(
         on_epoch=on_epoch,
         state_path=state_path,
         progress=progress,
-        desc=f"{rec['method']}_fmnist",
+        desc=f"{rec['method']}_{'scenes' if rec['data'].get('dataset') == 'item_scenes' else 'fmnist'}",
         **{k: v for k, v in rec["train"].items() if k != "epochs"},
     )
     return log, sets, steps
@@ -140,17 +200,28 @@ def train_dino(
     log, sets, steps = _pretrain(
         rec, pretrain, (student, teacher), lambda teach: teach.backbone, state_path, progress, quick
     )
-    pixels = F.normalize(sets[0].flatten(1), dim=-1), sets[1], F.normalize(sets[2].flatten(1), dim=-1), sets[3]
-    from .dino import knn_hits
-
+    teacher_backbone = teacher.backbone.cpu()
     metrics = {
-        "knn_acc": knn_accuracy(teacher.backbone, sets),
-        "knn_acc_student": knn_accuracy(student.backbone, sets),
+        "knn_acc": knn_accuracy(teacher_backbone, sets),
+        "knn_acc_student": knn_accuracy(student.backbone.cpu(), sets),
         "knn_acc_random_init": knn_accuracy(random_init, sets),
-        "knn_acc_pixels": knn_hits(*pixels).float().mean().item(),
+        "knn_acc_pixels": pixel_knn_accuracy(sets),
         "steps": steps,
     }
-    return teacher.backbone.cpu().eval(), metrics, _history(log)
+    if not quick and rec["data"].get("dataset") == "item_scenes":
+        metrics.update(_probes(teacher_backbone, random_init, rec))
+    return teacher_backbone.eval(), metrics, _history(log)
+
+
+def _probes(trained: nn.Module, random_init: nn.Module, rec: dict) -> dict:
+    """Linear probes with 1% and 10% of the labels: the trained backbone, its initial weights, the pixels."""
+    out = {}
+    for frac in (0.01, 0.1):
+        out[f"probe_{frac:g}"] = linear_probe(trained, frac, rec=rec)
+        out[f"probe_{frac:g}_random_init"] = linear_probe(random_init, frac, rec=rec)
+        if rec["data"].get("dataset") == "item_scenes":
+            out[f"probe_{frac:g}_pixels"] = linear_probe(None, frac, rec=rec)
+    return out
 
 
 def train_mae(
@@ -169,8 +240,8 @@ def train_mae(
         "steps": steps,
         "final_loss": sum(r["loss"] for r in log[-50:]) / len(log[-50:]),
     }
+    if rec["data"].get("dataset") == "item_scenes":
+        metrics["knn_acc_pixels"] = pixel_knn_accuracy(sets)
     if not quick:
-        for frac in (0.01, 0.1):
-            metrics[f"probe_{frac:g}"] = linear_probe(model.encoder, frac)
-            metrics[f"probe_{frac:g}_random_init"] = linear_probe(random_init, frac)
+        metrics.update(_probes(model.encoder, random_init, rec))
     return model, metrics, _history(log)

@@ -22,10 +22,12 @@ the object and ``x2, y2`` one past the last, so the object's pixels are ``mask[y
 The parts: ``vitcore.scenes.sources`` (stamps, textures), ``vitcore.scenes.spec`` (what goes in
 and comes out: object specs, the batch of scenes), ``vitcore.scenes.placement`` (where objects
 go), ``vitcore.scenes.composer`` (the composer) and ``vitcore.scenes.language`` (captions,
-referring expressions), all importable from ``vitcore.scenes``.
+referring expressions) and ``vitcore.scenes.items`` (one garment per scene, the harder data set of
+chapters 10 and 11), all importable from ``vitcore.scenes``.
 """
 
 from .composer import SceneComposer
+from .items import ITEM_SCENES, SCENE_MEAN, SCENE_STD, item_scenes, normalise_scenes
 from .language import caption, object_phrase, referring_expression
 from .sources import STAMP_DIR, TEXTURES, Stamp, load_stamps, load_texture
 from .spec import COLOURS, FASHION_NAMES, ObjectSpec, Scenes
@@ -44,4 +46,9 @@ __all__ = [
     "object_phrase",
     "caption",
     "referring_expression",
+    "ITEM_SCENES",
+    "SCENE_MEAN",
+    "SCENE_STD",
+    "item_scenes",
+    "normalise_scenes",
 ]
