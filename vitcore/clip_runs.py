@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .clip import CLIP, ClipTokenizer, CompactVocab, TextTransformer
+from .device import preserved_mode, preserved_rng
 from .scenes import FASHION_NAMES, SceneComposer, Scenes, caption
 from .vit import ViTConfig
 
@@ -148,9 +149,10 @@ def retrieval(clip: CLIP, data: ClipData, ks: tuple[int, ...] = (1, 5)) -> dict[
     query's description (two scenes may share one)."""
     tokenizer, vocab = clip_vocab(data.colours, clip.text.positional_embedding.shape[0])
     dev = next(clip.parameters()).device
-    clip.eval()
-    img = clip.encode_image(prep(data.test.images).to(dev)).cpu()
-    txt = clip.encode_text(encode_texts(tokenizer, vocab, data.test_caps).to(dev)).cpu()
+    with preserved_mode(clip):  # evaluated in eval mode; the caller's model goes back to its mode
+        clip.eval()
+        img = clip.encode_image(prep(data.test.images).to(dev)).cpu()
+        txt = clip.encode_text(encode_texts(tokenizer, vocab, data.test_caps).to(dev)).cpu()
     sim = img @ txt.T  # (N, N) cosine similarities
     key = np.array([caption(data.test, i) for i in range(len(data.test))])  # canonical description
     out = {}
@@ -167,9 +169,10 @@ def zero_shot(clip: CLIP, scenes: Scenes, colours: tuple[str, ...]) -> dict[str,
     prediction right for ``both``, the ``item``, the ``colour``? ``(N,)`` bool arrays."""
     tokenizer, vocab = clip_vocab(colours, clip.text.positional_embedding.shape[0])
     dev = next(clip.parameters()).device
-    clip.eval()
-    class_emb = clip.encode_text(encode_texts(tokenizer, vocab, prompts(colours)).to(dev)).cpu()
-    pred = (clip.encode_image(prep(scenes.images).to(dev)).cpu() @ class_emb.T).argmax(1)
+    with preserved_mode(clip):  # evaluated in eval mode; the caller's model goes back to its mode
+        clip.eval()
+        class_emb = clip.encode_text(encode_texts(tokenizer, vocab, prompts(colours)).to(dev)).cpu()
+        pred = (clip.encode_image(prep(scenes.images).to(dev)).cpu() @ class_emb.T).argmax(1)
     truth = scenes.labels[:, 0] * len(colours) + scenes.colours[:, 0]
     n = len(colours)
     return {
@@ -179,6 +182,7 @@ def zero_shot(clip: CLIP, scenes: Scenes, colours: tuple[str, ...]) -> dict[str,
     }
 
 
+@preserved_rng()  # seeded with the recipe's seed inside; the caller's random streams are left as they were
 def train_clip(
     rec: dict, device: torch.device, state_path: Path | None, progress: bool = True, quick: bool = False
 ) -> tuple[CLIP, dict, dict]:

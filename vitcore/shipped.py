@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import atomic_write, load_state_dict_strict, load_weights, save_weights
+from .device import preserved_rng
 
 __all__ = ["CHECKPOINT_DIR", "ChecksumError", "manifest", "entry", "names", "sha256_file", "load", "publish"]
 
@@ -75,6 +76,7 @@ def entry(name: str, folder: str | Path | None = None) -> dict:
     return man[name]
 
 
+@preserved_rng()  # building the model draws its (overwritten) initial weights: not from the caller's stream
 def load(name: str, device: str | torch.device | None = None, folder: str | Path | None = None):  # -> zoo.Trained
     """The shipped model ``name``, its sha256 checked, loaded with strict keys, in eval mode."""
     from .device import get_device

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import atomic_write
+from ..device import preserved_mode
 from ..scenes import SceneComposer
 from ..vit import VisionTransformer
 from ..vlm import Connector, GroundingTokenizer, TinyLM, VisionLanguageModel
@@ -64,11 +65,12 @@ def vit_tokens(
     dev = next(vit.parameters()).device
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    vit.eval()
     out = []
-    for j in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress):
-        x = ((images[j : j + batch_size] - mean) / std).to(dev)
-        out.append(torch.cat(vit.get_intermediate_layers(x, layers, norm=True), dim=-1).cpu())
+    with preserved_mode(vit):  # computed in eval mode; the caller's ViT goes back to its mode
+        vit.eval()
+        for j in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress):
+            x = ((images[j : j + batch_size] - mean) / std).to(dev)
+            out.append(torch.cat(vit.get_intermediate_layers(x, layers, norm=True), dim=-1).cpu())
     return torch.cat(out)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..device import preserved_rng
 from ..grounding import ReferringData, ground, localisation_metrics, make_referring_dataset, train_vlm
 from ..scenes import FASHION_NAMES
 from ..vlm import GroundingTokenizer
@@ -59,6 +60,7 @@ def grounding_data(
     return tok, train, test
 
 
+@preserved_rng()  # seeded with the recipe's seed inside; the caller's random streams are left as they were
 def train_grounding(
     rec: dict, device: torch.device, state_path: Path | None, progress: bool = True, quick: bool = False
 ) -> tuple[nn.ModuleDict, dict, dict]:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..device import preserved_rng
 from ..grounding import BoxRegressor, ReferringData, localisation_metrics
 from ..vit import VisionTransformer
 from .common import _composer, _settings, _timed
@@ -50,6 +51,7 @@ def single_object_data(rec: dict, quick: bool = False) -> tuple[ReferringData, R
     )
 
 
+@preserved_rng()  # seeded with the recipe's seed inside; the caller's random streams are left as they were
 def train_patch_sweep(
     rec: dict, device: torch.device, state_path: Path | None, progress: bool = True, quick: bool = False
 ) -> tuple[nn.Module, dict, dict]:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..device import preserved_mode, preserved_rng
 from ..scenes import FASHION_NAMES, SceneComposer
 from ..vlm import GroundingTokenizer, VisionLanguageModel
 from .common import _composer, _settings, _start, _timed, assemble
@@ -85,16 +86,17 @@ def encode_qa(tok: GroundingTokenizer, qa: list) -> tuple[torch.Tensor, torch.Te
 def answer_questions(vlm: VisionLanguageModel, tok: GroundingTokenizer, features: torch.Tensor, qa: list) -> list[str]:
     """Greedy answers to ``(scene, kind, question, answer)`` questions; ``features`` holds one row
     of cached ViT tokens per scene. Batched over questions with the same wording."""
-    vlm.eval()
     dev = next(vlm.parameters()).device
     out = [""] * len(qa)
-    for text in sorted({q[2] for q in qa}):
-        rows = [r for r, q in enumerate(qa) if q[2] == text]
-        prompt = torch.tensor([tok.encode(text, bos=True)] * len(rows), device=dev)
-        vt = features[torch.tensor([qa[r][0] for r in rows])].to(dev)
-        gen = vlm.generate(None, prompt, max_new_tokens=4, eos_id=tok.eos_id, vision_tokens=vt)
-        for r, g in zip(rows, gen.cpu()):
-            out[r] = tok.decode(g.tolist())
+    with preserved_mode(vlm):  # answered in eval mode; the caller's model goes back to its mode
+        vlm.eval()
+        for text in sorted({q[2] for q in qa}):
+            rows = [r for r, q in enumerate(qa) if q[2] == text]
+            prompt = torch.tensor([tok.encode(text, bos=True)] * len(rows), device=dev)
+            vt = features[torch.tensor([qa[r][0] for r in rows])].to(dev)
+            gen = vlm.generate(None, prompt, max_new_tokens=4, eos_id=tok.eos_id, vision_tokens=vt)
+            for r, g in zip(rows, gen.cpu()):
+                out[r] = tok.decode(g.tolist())
     return out
 
 
@@ -140,6 +142,7 @@ def shuffle_tokens(tokens: torch.Tensor, seed: int) -> torch.Tensor:
     return torch.cat([tokens[:, :1], tokens[:, 1:][:, perm]], dim=1)
 
 
+@preserved_rng()  # seeded with the recipe's seed inside; the caller's random streams are left as they were
 def train_scene_qa(
     rec: dict, device: torch.device, state_path: Path | None, progress: bool = True, quick: bool = False
 ) -> tuple[nn.ModuleDict, dict, dict]:

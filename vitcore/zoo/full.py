@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..data import cache_root
-from ..device import get_device
+from ..device import get_device, preserved_rng
 from ..train import evaluate
 from .recipes import FULL_RECIPES, RECIPES, recipe
 from .store import get, run_key
@@ -87,6 +87,7 @@ def _train_supervised(
     return model, metrics, epochs
 
 
+@preserved_rng()  # the runs seed themselves; the caller's random streams are left as they were
 def train_full(
     name: str,
     quick: bool = False,

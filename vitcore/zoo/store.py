@@ -19,7 +19,7 @@ from torch import nn
 
 from ..checkpoint import atomic_write, load_state_dict_strict, load_weights, save_weights
 from ..data import cache_root
-from ..device import get_device
+from ..device import get_device, preserved_rng
 from ..shipped import sha256_file
 from ..train import History
 from .recipes import recipe
@@ -63,7 +63,7 @@ def code_version(package: str | Path | None = None) -> str:
 
 
 def kernel_path(device: str | torch.device) -> dict[str, str]:
-    """The kernel-path variables set in the environment (:data:`KERNEL_PATH_VARS`) for a CPU
+    """The kernel-path variables set in the environment (``KERNEL_PATH_VARS``) for a CPU
     ``device``; empty on an accelerator, whose kernels they do not choose."""
     if torch.device(device).type != "cpu":
         return {}
@@ -124,6 +124,7 @@ class Trained:
     cached: bool  # True: loaded from the cache; False: trained just now
 
 
+@preserved_rng()  # building or training a model draws random numbers: none of the caller's
 def get(
     name: str,
     device: str | torch.device | None = None,
@@ -133,6 +134,7 @@ def get(
     cache: str | Path | None = None,
 ) -> Trained:
     """The trained model ``name``: loaded from the cache, or trained now (and cached) on a miss.
+    Either way the caller's random states (Python, NumPy, torch) are as before the call.
 
     ``rec`` overrides the registered recipe (any name may be used then); ``cache`` overrides
     the cache folder; ``retrain=True`` ignores a cached entry.

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..device import get_device, seed_everything
+from ..device import get_device, preserved_rng, seed_everything
 from ..train import History, evaluate, fit
 from ..vit import VisionTransformer, ViTConfig
 
@@ -49,6 +49,7 @@ def build_model(rec: dict) -> nn.Module:
     )
 
 
+@preserved_rng()  # seeds with the recipe's seed inside; the caller's random streams are left as they were
 def train(
     rec: dict,
     device: str | torch.device | None = None,
