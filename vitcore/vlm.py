@@ -202,8 +202,9 @@ class TinyLM(nn.Module):
 
 class VisionLanguageModel(nn.Module):
     """ViT -> connector -> TinyLM. ``feature_layer`` picks the ViT block whose tokens are used;
-    a sequence of blocks concatenates their tokens along the channels (multi-layer features,
-    as in Cambrian or Florence-2's DaViT heads), so the connector reads ``len(layers) * D_v``."""
+    a sequence of blocks concatenates their tokens along the channels (multi-layer features of
+    one encoder, as in Yao et al.'s Dense Connector, 2024; Cambrian-1 instead aggregates the
+    tokens of several different encoders), so the connector reads ``len(layers) * D_v``."""
 
     def __init__(
         self,
