@@ -151,6 +151,7 @@ class ScheduledAdamW:
         }
 
     def state_dict(self) -> dict[str, Any]:
+        """AdamW's state, the steps taken and the :meth:`settings`, for a resumable run."""
         return {"adamw": self.adamw.state_dict(), "steps_done": self.steps_done, "settings": self.settings()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
