@@ -173,3 +173,54 @@ def test_knn_accuracy_of_pixels_beats_chance(fmnist_train):
     flatten = torch.nn.Flatten()  # a "backbone" that returns the pixels
     flatten.register_parameter("dummy", torch.nn.Parameter(torch.zeros(1)))  # embed() reads the device
     assert selfsup.knn_accuracy(flatten, sets) > 0.6
+
+
+# ----------------------------------------------------------------------------- item scenes (ch. 10, 11)
+def test_item_scenes_are_seeded_labelled_and_split_by_garment():
+    from vitcore.scenes import item_scenes, normalise_scenes
+
+    x, y = item_scenes("train", 40, seed=3)
+    assert x.shape == (40, 3, 32, 32) and x.dtype == torch.float32 and y.shape == (40,)
+    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    x2, y2 = item_scenes("train", 40, seed=3)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(item_scenes("train", 40, seed=4)[0], x)
+    assert not torch.equal(item_scenes("test", 40, seed=3)[0], x)  # other garments
+    assert set(y.tolist()) <= set(range(10))
+    z = normalise_scenes(x)
+    assert z.shape == x.shape and abs(float(z.mean())) < 1.0
+    with pytest.raises(ValueError, match="RGB scenes"):
+        normalise_scenes(x[:, :1])
+
+
+def test_colour_change_reorders_channels_or_greys():
+    from vitcore.dino import _colour_change
+
+    x = torch.rand(64, 3, 5, 5)
+    out = _colour_change(x, torch.Generator().manual_seed(0), grey_p=0.3)
+    grey = (out[:, 0] == out[:, 1]).all(-1).all(-1) & (out[:, 1] == out[:, 2]).all(-1).all(-1)
+    assert 0 < int(grey.sum()) < 64  # some images grey, most not
+    vitcore.tolerance.assert_close(out[grey][:, 0], x[grey].mean(1))
+    # every other image holds the same three channels, in some order
+    assert torch.equal(out[~grey].sort(dim=1).values, x[~grey].sort(dim=1).values)
+    assert not torch.equal(out[~grey], x[~grey])  # and the order changed for some
+
+
+def test_initial_model_leaves_the_callers_random_stream_alone():
+    rec = dict(method="dino", model=dict(arch="vit", **BACKBONE), seed=5)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = selfsup.initial_model(rec)
+    assert torch.equal(torch.rand(3), expected)
+    again = selfsup.initial_model(rec)  # the same weights whatever came before
+    for a, b in zip(first.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_pixel_knn_accuracy_is_the_pixels_own_vote():
+    bank = torch.eye(10).repeat(3, 1).view(30, 1, 2, 5)  # three copies of ten one-hot "images"
+    bank_y = torch.arange(10).repeat(3)
+    query = bank[:10] + 0.01 * torch.randn(10, 1, 2, 5, generator=torch.Generator().manual_seed(0))
+    assert selfsup.pixel_knn_accuracy((bank, bank_y, query, torch.arange(10))) == 1.0
+    assert selfsup.pixel_knn_accuracy((bank, bank_y, query, (torch.arange(10) + 1) % 10)) == 0.0

@@ -192,6 +192,20 @@ def _jitter(x: torch.Tensor, amount: float, generator: torch.Generator) -> torch
     return (x - mean) * contrast.to(x) + mean + shift.to(x)
 
 
+def _colour_change(x: torch.Tensor, generator: torch.Generator, grey_p: float = 0.2) -> torch.Tensor:
+    """Per-image random order of the colour channels, and grey (channel mean) with probability ``grey_p``.
+
+    A cheap stand-in for DINO's hue and saturation jitter and its ``RandomGrayscale(p=0.2)``, for
+    RGB views ``(B, 3, H, W)``: a red item may come out green or blue, or grey, so the student
+    cannot tell two views of the same image apart by their colour.
+    """
+    b, c = x.shape[:2]
+    order = torch.rand(b, c, generator=generator).argsort(dim=1).to(x.device)  # (B, C) a permutation
+    x = torch.gather(x, 1, order[:, :, None, None].expand_as(x))
+    grey = (torch.rand(b, 1, 1, 1, generator=generator) < grey_p).to(x.device)
+    return torch.where(grey, x.mean(1, keepdim=True).expand_as(x), x)
+
+
 def pretrain(
     student: DINOModel,
     teacher: DINOModel,
@@ -210,6 +224,7 @@ def pretrain(
     teacher_temp: float = 0.04,
     center_momentum: float = 0.9,
     jitter: float = 0.0,
+    colour: bool = False,
     seed: int = 0,
     on_epoch: Callable[[int, DINOModel], dict] | None = None,
     state_path: str | Path | None = None,
@@ -223,7 +238,8 @@ def pretrain(
     learning rate, no decay on biases/norms/tokens, gradient clipping); then the EMA update of the
     teacher with momentum rising from ``m0`` to 1. ``jitter`` > 0 adds the grey-scale part of DINO's
     colour jitter: every view of every image gets its own contrast factor in ``[1 - jitter, 1 + jitter]``
-    and brightness shift in ``[-jitter, jitter]`` (in normalised units). Returns one record per step (loss and the
+    and brightness shift in ``[-jitter, jitter]`` (in normalised units); ``colour`` adds the colour
+    part for RGB images (channels in a random order, grey with p = 0.2). Returns one record per step (loss and the
     teacher's entropies); ``on_epoch(epoch, teacher)`` may add evaluation records after each pass
     over the data (they are stored under ``"epoch"`` in the step record that ends the epoch).
     With ``state_path`` the run saves its state after every epoch and resumes from it.
@@ -251,6 +267,8 @@ def pretrain(
         views = crops(xb)
         if jitter > 0:
             views = [_jitter(v, jitter, crop_gen) for v in views]
+        if colour:
+            views = [_colour_change(v, crop_gen) for v in views]
         student.train()
         with torch.no_grad():
             t_feats = teacher.backbone(torch.cat(views[:2]))  # (2B, D)

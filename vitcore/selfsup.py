@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import load_fashion_mnist, normalise, stratified_indices
-from .device import seed_everything
+from .device import seed_everything, seeded
 from .vit import VisionTransformer, ViTConfig
 
 __all__ = [
@@ -42,8 +42,16 @@ __all__ = [
 def initial_model(rec: dict) -> nn.Module:
     """The model a DINO or MAE recipe starts from (seeded): its backbone / masked autoencoder at step 0.
 
-    This is the control of every comparison: the very weights pre-training started from.
+    This is the control of every comparison: the very weights pre-training started from. The
+    caller's random streams are as they were afterwards (:func:`vitcore.device.seeded`).
     """
+    with seeded(rec.get("seed", 0)):
+        return _seeded_initial_model(rec)
+
+
+def _seeded_initial_model(rec: dict) -> nn.Module:
+    """:func:`initial_model` after seeding the global streams with the recipe's seed, leaving them
+    seeded: a run goes on drawing from them (the DINO head, the batch order) as it always did."""
     from .mae import MaskedAutoencoder
 
     seed_everything(rec.get("seed", 0))
@@ -193,7 +201,7 @@ def train_dino(
     """DINO on Fashion-MNIST: ``(teacher backbone, metrics, history)``; the teacher is what ships."""
     from .dino import DINOModel, pretrain
 
-    backbone = initial_model(rec)
+    backbone = _seeded_initial_model(rec)
     student = DINOModel(backbone, rec["model"]["embed_dim"], **rec["head"]).to(device)
     teacher = copy.deepcopy(student)
     random_init = copy.deepcopy(backbone).cpu()
@@ -230,7 +238,7 @@ def train_mae(
     """MAE on Fashion-MNIST: ``(whole masked autoencoder, metrics, history)``."""
     from .mae import MaskedAutoencoder, pretrain
 
-    model = cast(MaskedAutoencoder, initial_model(rec)).to(device)  # an MAE recipe gives an MAE
+    model = cast(MaskedAutoencoder, _seeded_initial_model(rec)).to(device)  # an MAE recipe gives an MAE
     random_init = copy.deepcopy(model.encoder).cpu()
     log, sets, steps = _pretrain(rec, pretrain, (model,), lambda mae: mae.encoder, state_path, progress, quick)
     model = model.cpu().eval()
