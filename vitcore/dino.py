@@ -225,6 +225,8 @@ def pretrain(
     center_momentum: float = 0.9,
     jitter: float = 0.0,
     colour: bool = False,
+    global_scale: tuple[float, float] = (0.4, 1.0),
+    local_scale: tuple[float, float] = (0.1, 0.4),
     seed: int = 0,
     on_epoch: Callable[[int, DINOModel], dict] | None = None,
     state_path: str | Path | None = None,
@@ -237,11 +239,13 @@ def pretrain(
     global crops, the student all views; loss over pairs of different views; AdamW (warmup-cosine
     learning rate, no decay on biases/norms/tokens, gradient clipping); then the EMA update of the
     teacher with momentum rising from ``m0`` to 1. ``jitter`` > 0 adds the grey-scale part of DINO's
-    colour jitter: every view of every image gets its own contrast factor in ``[1 - jitter, 1 + jitter]``
-    and brightness shift in ``[-jitter, jitter]`` (in normalised units); ``colour`` adds the colour
-    part for RGB images (channels in a random order, grey with p = 0.2). Returns one record per step (loss and the
-    teacher's entropies); ``on_epoch(epoch, teacher)`` may add evaluation records after each pass
-    over the data (they are stored under ``"epoch"`` in the step record that ends the epoch).
+    colour jitter: every view of every image gets its own contrast factor in
+    ``[1 - jitter, 1 + jitter]`` and brightness shift in ``[-jitter, jitter]`` (in normalised
+    units); ``colour`` adds the colour part for RGB images (channels in a random order, grey with
+    p = 0.2). ``global_scale`` and ``local_scale`` are the shares of the image area the crops cover
+    (the paper's defaults). Returns one record per step (loss and the teacher's entropies);
+    ``on_epoch(epoch, teacher)`` may add evaluation records after each pass over the data (they are
+    stored under ``"epoch"`` in the step record that ends the epoch).
     With ``state_path`` the run saves its state after every epoch and resumes from it.
     """
     from .train import ResumableRun, ScheduledAdamW
@@ -252,7 +256,9 @@ def pretrain(
     device = next(student.parameters()).device
     crit = DINOLoss(student.head.last_layer.out_features, student_temp, teacher_temp, center_momentum).to(device)
     crop_gen = torch.Generator().manual_seed(seed)
-    crops = MultiCrop(size, local_size or size // 2, n_local, batched=True, generator=crop_gen)
+    crops = MultiCrop(
+        size, local_size or size // 2, n_local, global_scale, local_scale, batched=True, generator=crop_gen
+    )
     opt = ScheduledAdamW(
         student, steps, lr, weight_decay, warmup_steps=int(warmup * steps), min_lr=min_lr, clip_grad=clip_grad
     )

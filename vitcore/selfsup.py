@@ -29,6 +29,7 @@ from .device import seed_everything, seeded
 from .vit import VisionTransformer, ViTConfig
 
 __all__ = [
+    "evaluation_sets",
     "initial_model",
     "knn_accuracy",
     "linear_probe",
@@ -61,7 +62,7 @@ def _seeded_initial_model(rec: dict) -> nn.Module:
     return VisionTransformer(ViTConfig(**spec))
 
 
-def _eval_sets(rec: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def evaluation_sets(rec: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(bank images, bank labels, query images, query labels), normalised, on the CPU.
 
     Fashion-MNIST: 10,000 training images and the 10,000 test images. Item scenes
@@ -104,7 +105,7 @@ def knn_accuracy(backbone: nn.Module, sets: tuple | None = None, k: int = 20) ->
     """20-NN accuracy of ``backbone``'s pooled features (bank: 10,000 training images; queries: the test set)."""
     from .dino import embed, knn_hits
 
-    bank_x, bank_y, query_x, query_y = sets or _eval_sets()
+    bank_x, bank_y, query_x, query_y = sets or evaluation_sets()
     return knn_hits(embed(backbone, bank_x), bank_y, embed(backbone, query_x), query_y, k=k).float().mean().item()
 
 
@@ -126,7 +127,7 @@ def linear_probe(backbone: nn.Module | None, fraction: float, seed: int = 1, rec
 
     if rec is not None and rec["data"].get("dataset") == "item_scenes":
         train_x, train_y = pretraining_images(rec)
-        _, _, test_x, test_y = _eval_sets(rec)
+        _, _, test_x, test_y = evaluation_sets(rec)
         idx = stratified_indices(train_y, int(len(train_y) * fraction), seed=seed)
         f_train, f_test = features(train_x[idx]).numpy(), features(test_x).numpy()
     else:
@@ -172,7 +173,7 @@ def _pretrain(
     (normalised) with the batch size, seed and ``train`` settings of the recipe, judging the
     features of ``judged(model)`` by k-NN after every epoch. Returns ``(log, evaluation sets, steps)``."""
     images, _ = pretraining_images(rec)
-    sets: tuple[torch.Tensor, ...] = _eval_sets(rec)
+    sets: tuple[torch.Tensor, ...] = evaluation_sets(rec)
     if quick:
         sets = tuple(s[:500] for s in sets)
     steps = rec["train"]["epochs"] * (len(images) // rec["data"]["batch_size"])
