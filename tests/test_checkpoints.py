@@ -54,7 +54,8 @@ def test_test_accuracy_is_remeasured(name):
     method = trained.recipe.get("method")
     if method in ("dino", "mae"):  # self-supervised: 20-NN accuracy of the features
         backbone = trained.model.encoder if method == "mae" else trained.model
-        acc, recorded = selfsup.knn_accuracy(backbone), trained.metrics["knn_acc"]
+        sets = selfsup.evaluation_sets(trained.recipe)  # Fashion-MNIST, or item scenes
+        acc, recorded = selfsup.knn_accuracy(backbone, sets), trained.metrics["knn_acc"]
     elif method == "grounding":  # <box> answers on the held-out scenes
         acc, recorded = _grounding_accuracy(trained), trained.metrics["acc@0.5"]
         n = trained.metrics["n_test"]
