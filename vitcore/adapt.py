@@ -3,6 +3,11 @@
 LoRA freezes a linear layer ``W`` and learns a low-rank update: ``y = W x + (alpha / r) * B A x``
 with ``A: (r, in)``, ``B: (out, r)``, ``B`` starting at zero so training starts from the
 pretrained model. After training the update can be merged: ``W' = W + (alpha / r) B A``.
+
+A bottleneck adapter is ``x + up(GELU(down(x)))`` with ``up`` starting at zero. Houlsby et al.
+insert two per block, one after the attention and one after the MLP; ``add_adapters`` puts one
+after each MLP only, the placement Pfeiffer et al. (AdapterFusion, 2021) found to work as well.
+Chapter 8 teaches LoRA and adapters.
 """
 
 from __future__ import annotations
@@ -101,7 +106,8 @@ class Adapter(nn.Module):
 
 
 class MlpWithAdapter(nn.Module):
-    """A block's MLP followed by an adapter (the serial placement of Houlsby et al.)."""
+    """A block's MLP followed by an adapter (Pfeiffer et al.'s placement: one adapter per block,
+    after the MLP; Houlsby et al. add a second one after the attention)."""
 
     def __init__(self, mlp: nn.Module, adapter: Adapter) -> None:
         super().__init__()
