@@ -4,6 +4,7 @@ token typed as text, every number off the coordinate grid and every id it cannot
 vocabularies and instructions built from them."""
 
 import re
+from typing import Any
 
 import pytest
 import torch
@@ -151,7 +152,8 @@ def test_decode_names_an_id_equal_to_the_vocabulary_size():
     with pytest.raises(ValueError, match=rf"\[{len(tok)}\]"):
         tok.decode([len(tok)])
     with pytest.raises(ValueError, match=r"\[-1\]"):
-        tok.decode(torch.tensor([-1]))  # used to return the last word
+        ids: Any = torch.tensor([-1])  # a tensor of ids, as a model's argmax gives them
+        tok.decode(ids)  # used to return the last word
 
 
 def test_vocabulary_entries_are_checked():

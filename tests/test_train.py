@@ -1,4 +1,5 @@
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -277,9 +278,10 @@ def test_the_vlm_token_cache_refuses_other_images(tmp_path):
     train, test = torch.zeros(6, 3, 14, 14), torch.zeros(4, 3, 14, 14)
     signature = {"n_train": 6, "n_test": 4, "layers": [11]}
     torch.save({"train": torch.ones(6, 2, 8), "test": torch.ones(4, 2, 8), "signature": signature}, path)
-    got = _cached_tokens(None, train, test, [11], path, progress=False)  # read back: no ViT needed
+    no_vit: Any = None  # read back from the file: no ViT is needed
+    got = _cached_tokens(no_vit, train, test, [11], path, progress=False)
     assert got[0].shape == (6, 2, 8) and got[1].shape == (4, 2, 8)
     with pytest.raises(ValueError, match=r"grounding.state.pt: .*n_train: 6 saved, 5 now.*delete the file"):
-        _cached_tokens(None, train[:5], test, [11], path, progress=False)
+        _cached_tokens(no_vit, train[:5], test, [11], path, progress=False)
     with pytest.raises(ValueError, match=r"layers: \[11\] saved, \[3, 11\] now"):
-        _cached_tokens(None, train, test, [3, 11], path, progress=False)
+        _cached_tokens(no_vit, train, test, [3, 11], path, progress=False)

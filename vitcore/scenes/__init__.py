@@ -27,7 +27,7 @@ chapters 10 and 11), all importable from ``vitcore.scenes``.
 """
 
 from .composer import SceneComposer
-from .items import ITEM_SCENES, SCENE_MEAN, SCENE_STD, item_scenes, normalise_scenes
+from .items import ITEM_SCENES, SCENE_MEAN, SCENE_STD, compose_item_scenes, item_scenes, normalise_scenes
 from .language import caption, object_phrase, referring_expression
 from .sources import STAMP_DIR, TEXTURES, Stamp, load_stamps, load_texture
 from .spec import COLOURS, FASHION_NAMES, ObjectSpec, Scenes
@@ -49,6 +49,7 @@ __all__ = [
     "ITEM_SCENES",
     "SCENE_MEAN",
     "SCENE_STD",
+    "compose_item_scenes",
     "item_scenes",
     "normalise_scenes",
 ]

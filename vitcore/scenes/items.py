@@ -19,9 +19,9 @@ from collections.abc import Sequence
 import torch
 
 from .composer import SceneComposer
-from .spec import COLOURS
+from .spec import COLOURS, Scenes
 
-__all__ = ["ITEM_SCENES", "SCENE_MEAN", "SCENE_STD", "item_scenes", "normalise_scenes"]
+__all__ = ["ITEM_SCENES", "SCENE_MEAN", "SCENE_STD", "compose_item_scenes", "item_scenes", "normalise_scenes"]
 
 # The settings every item-scene run shares: 32 x 32 canvases, items 14 to 26 pixels across in
 # any of the eight tints, on a black, grey or noise background.
@@ -35,16 +35,11 @@ SCENE_MEAN: tuple[float, float, float] = (0.289, 0.288, 0.276)
 SCENE_STD: tuple[float, float, float] = (0.253, 0.240, 0.252)
 
 
-def item_scenes(
+def compose_item_scenes(
     split: str, n: int, seed: int, background: Sequence[str] | None = None, object_size: tuple[int, int] | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` scenes of one item each, drawn from the Fashion-MNIST ``split`` ("train" or "test").
-
-    Returns ``(images (n, 3, 32, 32) float in [0, 1], labels (n,) int64)``: the label is the
-    garment's class (``vitcore.data.CLASSES``). The same ``(split, n, seed)`` gives the same scenes;
-    test-split scenes contain only garments no training scene shows. ``background`` and
-    ``object_size`` override ``ITEM_SCENES``.
-    """
+) -> Scenes:
+    """The :class:`Scenes` behind :func:`item_scenes`: the same images, with each scene's colour,
+    box and background name (for analyses such as "which neighbours share the query's colour")."""
     from ..data import load_fashion_mnist
 
     items, labels = load_fashion_mnist(split)
@@ -55,7 +50,20 @@ def item_scenes(
         settings["object_size"] = object_size
     settings["background"] = list(settings["background"])
     composer = SceneComposer(items.numpy(), labels.numpy(), **settings)
-    scenes = composer.sample(n, num_objects=1, seed=seed)
+    return composer.sample(n, num_objects=1, seed=seed)
+
+
+def item_scenes(
+    split: str, n: int, seed: int, background: Sequence[str] | None = None, object_size: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` scenes of one item each, drawn from the Fashion-MNIST ``split`` ("train" or "test").
+
+    Returns ``(images (n, 3, 32, 32) float in [0, 1], labels (n,) int64)``: the label is the
+    garment's class (``vitcore.data.CLASSES``). The same ``(split, n, seed)`` gives the same scenes;
+    test-split scenes contain only garments no training scene shows. ``background`` and
+    ``object_size`` override ``ITEM_SCENES``.
+    """
+    scenes = compose_item_scenes(split, n, seed, background, object_size)
     return scenes.images, scenes.labels[:, 0].clone()
 
 

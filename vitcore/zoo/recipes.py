@@ -179,7 +179,7 @@ def _full_dino_scenes() -> dict:
     # 10-40%): with the paper's, most local crops of a scene show only background, and a student
     # asked to predict the whole scene from background learns the background (a first run with
     # them stayed near its initial weights, k-NN 0.21 after 4 of 10 epochs, pixels 0.34).
-    dino = dict(m0=0.996, teacher_temp=0.04, n_local=4, local_size=16, jitter=0.4, colour=True)
+    dino: dict[str, object] = dict(m0=0.996, teacher_temp=0.04, n_local=4, local_size=16, jitter=0.4, colour=True)
     dino.update(global_scale=[0.5, 1.0], local_scale=[0.25, 0.5])  # lists: as the manifest's JSON has them
     return dict(
         method="dino",
