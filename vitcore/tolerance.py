@@ -18,7 +18,7 @@ same rule works for logits near 10 and for attention weights near 0.01. The safe
 covers the gap between the random-walk estimate and a worst case seen across CPUs; a real bug
 (a wrong scale, a transposed weight, a missing bias) is off by orders of magnitude more.
 
-The rule has a ceiling, :data:`MAX_TOLERANCE` (0.1): :func:`assert_close` refuses a comparison
+The rule has a ceiling, ``MAX_TOLERANCE`` (0.1): :func:`assert_close` refuses a comparison
 that would need more. At 0.1 each element may already differ by about a fifth of the tensor's
 typical size (``rtol`` plus ``atol``); any looser and the bugs the rule exists to catch, off by
 about the size of the values themselves, no longer stand out. That refuses bfloat16 for
@@ -92,7 +92,7 @@ def assert_close(
 
     ``dtype`` defaults to the lower-precision dtype of the two. Shapes must match exactly; the
     tensors may live on different devices (both are compared on the CPU). A comparison whose
-    tolerance would exceed :data:`MAX_TOLERANCE` is refused with a ``ValueError`` (not an
+    tolerance would exceed ``MAX_TOLERANCE`` is refused with a ``ValueError`` (not an
     ``AssertionError``: it says nothing about the tensors), naming the dtype, ``reduction`` and
     ``depth`` that led to it.
     """
