@@ -20,12 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .data import load_fashion_mnist, normalise, stratified_indices
-from .device import seed_everything, seeded
+from .device import preserved_rng, seed_everything
 from .vit import VisionTransformer, ViTConfig
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "linear_probe",
     "pixel_knn_accuracy",
     "pretraining_images",
+    "probe_data",
     "train_dino",
     "train_mae",
 ]
@@ -44,9 +46,9 @@ def initial_model(rec: dict) -> nn.Module:
     """The model a DINO or MAE recipe starts from (seeded): its backbone / masked autoencoder at step 0.
 
     This is the control of every comparison: the very weights pre-training started from. The
-    caller's random streams are as they were afterwards (:func:`vitcore.device.seeded`).
+    caller's random streams are as they were afterwards (:func:`vitcore.device.preserved_rng`).
     """
-    with seeded(rec.get("seed", 0)):
+    with preserved_rng():  # _seeded_initial_model seeds the global streams itself
         return _seeded_initial_model(rec)
 
 
@@ -109,32 +111,46 @@ def knn_accuracy(backbone: nn.Module, sets: tuple | None = None, k: int = 20) ->
     return knn_hits(embed(backbone, bank_x), bank_y, embed(backbone, query_x), query_y, k=k).float().mean().item()
 
 
-def linear_probe(backbone: nn.Module | None, fraction: float, seed: int = 1, rec: dict | None = None) -> float:
+def probe_data(rec: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(training images, labels, test images, labels), normalised, that :func:`linear_probe` draws from.
+
+    Fashion-MNIST (default): the 60,000 training and 10,000 test images. With an item-scene
+    ``rec``: its pre-training scenes (now with their labels) and its 5,000 query scenes of test
+    garments. Made once and passed to several probes, they are not rebuilt for each.
+    """
+    if rec is not None and rec["data"].get("dataset") == "item_scenes":
+        train_x, train_y = pretraining_images(rec)
+        _, _, test_x, test_y = evaluation_sets(rec)
+        return train_x, train_y, test_x, test_y
+    train_u8, train_y = load_fashion_mnist("train")
+    test_u8, test_y = load_fashion_mnist("test")
+    return normalise(train_u8), train_y, normalise(test_u8), test_y
+
+
+def linear_probe(
+    backbone: nn.Module | None,
+    fraction: float,
+    seed: int = 1,
+    rec: dict | None = None,
+    data: tuple[torch.Tensor, ...] | None = None,
+) -> float:
     """Test accuracy of a logistic regression on frozen, standardised features from ``fraction`` of the labels.
 
-    Fashion-MNIST (default): ``fraction`` of the 60,000 training images, tested on the 10,000 test
-    images. With an item-scene ``rec``: ``fraction`` of its pre-training scenes (now with their
-    labels), tested on its 5,000 query scenes of test garments. ``backbone=None`` probes the raw
-    (normalised) pixels, the control that tells whether features beat their own input.
+    The images are :func:`probe_data`'s for ``rec`` (or ``data``, made by it once for several
+    probes). ``backbone=None`` probes the raw (normalised) pixels, the control that tells whether
+    features beat their own input.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     from .dino import embed
 
-    def features(x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1) if backbone is None else embed(backbone, x)
+    def features(x: torch.Tensor) -> np.ndarray:
+        return (x.flatten(1) if backbone is None else embed(backbone, x)).numpy()
 
-    if rec is not None and rec["data"].get("dataset") == "item_scenes":
-        train_x, train_y = pretraining_images(rec)
-        _, _, test_x, test_y = evaluation_sets(rec)
-        idx = stratified_indices(train_y, int(len(train_y) * fraction), seed=seed)
-        f_train, f_test = features(train_x[idx]).numpy(), features(test_x).numpy()
-    else:
-        train_u8, train_y = load_fashion_mnist("train")
-        test_u8, test_y = load_fashion_mnist("test")
-        idx = stratified_indices(train_y, int(len(train_y) * fraction), seed=seed)
-        f_train, f_test = features(normalise(train_u8[idx])).numpy(), features(normalise(test_u8)).numpy()
+    train_x, train_y, test_x, test_y = data if data is not None else probe_data(rec)
+    idx = stratified_indices(train_y, int(len(train_y) * fraction), seed=seed)
+    f_train, f_test = features(train_x[idx]), features(test_x)
     scaler = StandardScaler().fit(f_train)
     clf = LogisticRegression(max_iter=2000).fit(scaler.transform(f_train), train_y[idx].numpy())
     return float(clf.score(scaler.transform(f_test), test_y.numpy()))
@@ -224,12 +240,12 @@ def train_dino(
 
 def _probes(trained: nn.Module, random_init: nn.Module, rec: dict) -> dict:
     """Linear probes with 1% and 10% of the labels: the trained backbone, its initial weights, the pixels."""
-    out = {}
+    data, out = probe_data(rec), {}
     for frac in (0.01, 0.1):
-        out[f"probe_{frac:g}"] = linear_probe(trained, frac, rec=rec)
-        out[f"probe_{frac:g}_random_init"] = linear_probe(random_init, frac, rec=rec)
+        out[f"probe_{frac:g}"] = linear_probe(trained, frac, data=data)
+        out[f"probe_{frac:g}_random_init"] = linear_probe(random_init, frac, data=data)
         if rec["data"].get("dataset") == "item_scenes":
-            out[f"probe_{frac:g}_pixels"] = linear_probe(None, frac, rec=rec)
+            out[f"probe_{frac:g}_pixels"] = linear_probe(None, frac, data=data)
     return out
 
 

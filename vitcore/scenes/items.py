@@ -43,12 +43,9 @@ def compose_item_scenes(
     from ..data import load_fashion_mnist
 
     items, labels = load_fashion_mnist(split)
-    settings = dict(ITEM_SCENES)
-    if background is not None:
-        settings["background"] = list(background)
+    settings = dict(ITEM_SCENES, background=list(background if background is not None else ITEM_SCENES["background"]))
     if object_size is not None:
         settings["object_size"] = object_size
-    settings["background"] = list(settings["background"])
     composer = SceneComposer(items.numpy(), labels.numpy(), **settings)
     return composer.sample(n, num_objects=1, seed=seed)
 
